@@ -1,0 +1,144 @@
+package extproc
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/claude-guardian/claude-guardian/anthropic"
+)
+
+// ProcessResponseHeaders implements [ResponseHeadersProcessor]: it notes the
+// status, the serving account (which the upstream processor reports in an
+// internal header, removed here) and whether the body is an SSE stream.
+func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
+	var remove []string
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch k := hv.Key; {
+		case k == ":status":
+			s.status, _ = strconv.Atoi(headerValue(hv))
+		case k == "content-type":
+			s.sse = strings.HasPrefix(strings.ToLower(headerValue(hv)), "text/event-stream")
+		case k == HeaderAccount:
+			s.account = headerValue(hv)
+			remove = appendOnce(remove, k)
+		case strings.HasPrefix(k, InternalPrefix):
+			remove = appendOnce(remove, k)
+		}
+	}
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: remove}
+	if s.requestID != "" {
+		mut.SetHeaders = []*corev3.HeaderValueOption{setHeader(HeaderRequestID, s.requestID)}
+	}
+	if h.EndOfStream {
+		s.settle()
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
+	}}, nil
+}
+
+// ProcessResponseBody implements [ResponseBodyProcessor]. In STREAMED mode
+// each chunk is read as it passes and sent on unchanged.
+func (s *frontStream) ProcessResponseBody(_ context.Context, b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+	switch {
+	case s.sse:
+		s.stream.Write(b.Body)
+	case !s.tooBig:
+		if int64(len(s.body)+len(b.Body)) > s.f.cfg.MaxResponseScanBytes {
+			s.tooBig, s.body = true, nil
+		} else {
+			s.body = append(s.body, b.Body...)
+		}
+	}
+	if b.EndOfStream {
+		s.settle()
+	}
+	return continueResponseBody, nil
+}
+
+// Close implements [StreamProcessor]: a stream that ends before its
+// response did (client gone, reset, timeout) is settled with what was seen.
+func (s *frontStream) Close(end StreamEnd) {
+	if !s.settled {
+		if s.outcome == "" && end != EndComplete {
+			s.outcome = OutcomeAbandoned
+		}
+		s.settle()
+	}
+}
+
+// settle records the request's outcome and usage once.
+func (s *frontStream) settle() {
+	if s.settled {
+		return
+	}
+	s.settled = true
+	m := s.f.metrics
+	var usage anthropic.Usage
+	var upstreamErr *anthropic.Error
+	switch {
+	case s.sse:
+		usage, upstreamErr = s.stream.Usage(), s.stream.Err()
+	case len(s.body) > 0:
+		var err error
+		usage, upstreamErr, err = anthropic.ParseResponse(s.body)
+		if err != nil && s.status < 300 {
+			s.f.log.Warn("response body not readable: usage unknown", "request_id", s.requestID, "err", err)
+		}
+	}
+	if s.outcome == "" {
+		s.outcome = OutcomeOK
+		if s.status >= 300 || upstreamErr != nil || s.status == 0 {
+			s.outcome = OutcomeUpstreamError
+		}
+	}
+	tenant := "none"
+	if s.tenant != nil {
+		tenant = s.tenant.Name
+	}
+	m.requests.WithLabelValues(tenant, endpointLabel(s.endpoint), s.outcome).Inc()
+	if s.req != nil && s.endpoint == anthropic.Messages {
+		model := m.models.value(s.req.Model)
+		account := s.account
+		if account == "" {
+			account = "unknown"
+		}
+		for _, t := range []struct {
+			kind string
+			n    int64
+		}{
+			{"input", usage.InputTokens},
+			{"output", usage.OutputTokens},
+			{"cache_read", usage.CacheReadInputTokens},
+			{"cache_creation", usage.CacheCreationInputTokens},
+		} {
+			if t.n > 0 {
+				m.tokens.WithLabelValues(tenant, model, account, t.kind).Add(float64(t.n))
+			}
+		}
+		total := usage.InputTokens + usage.CacheCreationInputTokens + usage.CacheReadInputTokens
+		if total > 0 && s.req.EstimatedInputTokens > 0 {
+			m.estimate.Observe(float64(total) / float64(s.req.EstimatedInputTokens))
+		}
+	}
+	if s.f.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.f.log.Debug("request settled", "request_id", s.requestID, "tenant", tenant,
+			"outcome", s.outcome, "status", s.status, "account", s.account,
+			"input_tokens", usage.InputTokens, "output_tokens", usage.OutputTokens)
+	}
+}
+
+func endpointLabel(e anthropic.Endpoint) string {
+	switch e {
+	case anthropic.Messages:
+		return "messages"
+	case anthropic.CountTokens:
+		return "count_tokens"
+	}
+	return "other"
+}

@@ -1,0 +1,55 @@
+package keypool
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the pool's Prometheus collectors. Labels carry account names
+// and key ids, never keys.
+type Metrics struct {
+	limit             *prometheus.GaugeVec
+	remaining         *prometheus.GaugeVec
+	coolUntil         *prometheus.GaugeVec
+	keyDisabled       *prometheus.GaugeVec
+	upstreamResponses *prometheus.CounterVec
+}
+
+// NewMetrics creates the pool's collectors and registers them on reg
+// (nil: not registered, for tests that do not look).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "guardian", Subsystem: "account", Name: "ratelimit_limit",
+			Help: "Limit per axis from the account's last anthropic-ratelimit-*-limit header.",
+		}, []string{"account", "axis"}),
+		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "guardian", Subsystem: "account", Name: "ratelimit_remaining",
+			Help: "Remaining per axis from the account's last anthropic-ratelimit-*-remaining header (token axes rounded to thousands by Anthropic).",
+		}, []string{"account", "axis"}),
+		coolUntil: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "guardian", Subsystem: "account", Name: "cooldown_until_seconds",
+			Help: "Unix time until which the account cools down after a 429.",
+		}, []string{"account"}),
+		keyDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "guardian", Subsystem: "key", Name: "disabled",
+			Help: "1 when the pool key is out of service (401/403 from Anthropic, or no key configured).",
+		}, []string{"account", "key_id"}),
+		upstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "guardian", Subsystem: "upstream", Name: "responses_total",
+			Help: "Responses from Anthropic per account and HTTP status, retried attempts included.",
+		}, []string{"account", "code"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.limit, m.remaining, m.coolUntil, m.keyDisabled, m.upstreamResponses)
+	}
+	return m
+}
+
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
+}

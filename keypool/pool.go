@@ -1,0 +1,220 @@
+// Package keypool holds the Anthropic accounts and keys the gateway sends
+// requests with, and what their responses taught it: the last
+// anthropic-ratelimit-* reading of each account, cool-downs after 429s, and
+// keys disabled after 401/403.
+//
+// Keys of one account share its limits (Anthropic limits organizations, not
+// keys). Key secrets never leave this package except through Key.Secret, and
+// never reach logs, metrics or errors.
+package keypool
+
+import (
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/config"
+)
+
+// Pool is the set of accounts and keys. It is safe for concurrent use.
+type Pool struct {
+	accounts []*Account
+	keys     []*Key
+	byID     map[string]*Key
+	now      func() time.Time
+	log      *slog.Logger
+	metrics  *Metrics
+}
+
+// Account is one Anthropic organization.
+type Account struct {
+	Name   string
+	Limits config.Limits
+	Keys   []*Key
+
+	mu        sync.Mutex
+	reading   anthropic.RateLimitReading
+	readAt    time.Time
+	coolUntil time.Time
+}
+
+// Key is one API key of an account.
+type Key struct {
+	ID      string
+	Account *Account
+	secret  string
+	// disabled holds the reason the key is out of service, or "".
+	disabled atomic.Pointer[string]
+}
+
+// Secret returns the key itself, for the upstream request only.
+func (k *Key) Secret() string { return k.secret }
+
+// Disabled returns why the key is out of service, or "".
+func (k *Key) Disabled() string {
+	if r := k.disabled.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// Options are a Pool's collaborators; zero values get defaults.
+type Options struct {
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// New builds a pool from configured accounts. Keys whose environment
+// variable was unset start disabled, with a warning naming the variable.
+func New(accounts []config.Account, o Options) *Pool {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	p := &Pool{byID: map[string]*Key{}, now: o.Now, log: o.Logger, metrics: o.Metrics}
+	for _, ca := range accounts {
+		a := &Account{Name: ca.Name, Limits: ca.Limits}
+		for _, ck := range ca.Keys {
+			k := &Key{ID: ck.ID, Account: a, secret: ck.Key}
+			if ck.MissingEnv != "" {
+				p.disable(k, "environment variable "+ck.MissingEnv+" is not set")
+				p.log.Warn("pool key disabled: set the environment variable and restart",
+					"account", a.Name, "key_id", k.ID, "env", ck.MissingEnv)
+			} else {
+				p.metrics.keyDisabled.WithLabelValues(a.Name, k.ID).Set(0)
+			}
+			a.Keys = append(a.Keys, k)
+			p.keys = append(p.keys, k)
+			p.byID[k.ID] = k
+		}
+		p.accounts = append(p.accounts, a)
+	}
+	return p
+}
+
+// Accounts returns the accounts in configuration order.
+func (p *Pool) Accounts() []*Account { return p.accounts }
+
+// Key returns the key with the given id, or nil.
+func (p *Pool) Key(id string) *Key { return p.byID[id] }
+
+// Usable reports whether any key is in service.
+func (p *Pool) Usable() bool {
+	for _, k := range p.keys {
+		if k.Disabled() == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Pick returns the first key in service whose account is not cooling down;
+// when every account cools down, the one whose cool-down ends first. It
+// returns nil when no key is in service.
+func (p *Pool) Pick() *Key {
+	now := p.now()
+	var best *Key
+	var bestUntil time.Time
+	for _, k := range p.keys {
+		if k.Disabled() != "" {
+			continue
+		}
+		until := k.Account.CoolingUntil()
+		if !until.After(now) {
+			return k
+		}
+		if best == nil || until.Before(bestUntil) {
+			best, bestUntil = k, until
+		}
+	}
+	return best
+}
+
+// CoolingUntil returns when the account's cool-down ends (zero if none).
+func (a *Account) CoolingUntil() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.coolUntil
+}
+
+// Reading returns the account's last rate-limit reading and when it came.
+func (a *Account) Reading() (anthropic.RateLimitReading, time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reading, a.readAt
+}
+
+// Observe records one upstream response sent with key k: its status and
+// rate-limit headers. A 429 cools the account down until retry-after (or
+// the latest reset it reported); 401 and 403 take the key out of service.
+func (p *Pool) Observe(k *Key, status int, r *anthropic.RateLimitReading) {
+	a := k.Account
+	now := p.now()
+	p.metrics.upstreamResponses.WithLabelValues(a.Name, statusLabel(status)).Inc()
+	a.mu.Lock()
+	if r.Any() {
+		a.reading, a.readAt = *r, now
+	}
+	var cool time.Time
+	if status == http.StatusTooManyRequests {
+		cool = now.Add(retryWait(r, now))
+		if cool.After(a.coolUntil) {
+			a.coolUntil = cool
+		}
+	}
+	a.mu.Unlock()
+	for _, ax := range anthropic.Axes {
+		if x := r.Axes[ax]; x.Present {
+			p.metrics.limit.WithLabelValues(a.Name, ax.String()).Set(float64(x.Limit))
+			p.metrics.remaining.WithLabelValues(a.Name, ax.String()).Set(float64(x.Remaining))
+		}
+	}
+	if !cool.IsZero() {
+		p.metrics.coolUntil.WithLabelValues(a.Name).Set(float64(cool.UnixMilli()) / 1000)
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		reason := "Anthropic answered " + http.StatusText(status)
+		if p.disable(k, reason) {
+			p.log.Error("pool key disabled: Anthropic rejected it; replace it and restart",
+				"account", a.Name, "key_id", k.ID, "status", status)
+		}
+	}
+}
+
+// disable takes k out of service; it reports whether k was in service.
+func (p *Pool) disable(k *Key, reason string) bool {
+	if !k.disabled.CompareAndSwap(nil, &reason) {
+		return false
+	}
+	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(1)
+	return true
+}
+
+// retryWait is how long a 429 keeps the account out: retry-after when
+// given, else until the latest reset among exhausted axes, else one second.
+func retryWait(r *anthropic.RateLimitReading, now time.Time) time.Duration {
+	if r.HasRetryAfter {
+		return r.RetryAfter
+	}
+	var wait time.Duration
+	for _, x := range r.Axes {
+		if x.Present && x.Remaining == 0 {
+			if d := x.Reset.Sub(now); d > wait {
+				wait = d
+			}
+		}
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return wait
+}
