@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -149,7 +150,7 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 	}
 	s.req = req
 	if !s.f.pool.Usable() {
-		return s.reject(OutcomeNoKey, anthropic.APIError,
+		return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
 			"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
 			setHeader("x-should-retry", "false")), nil
 	}
@@ -179,9 +180,14 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 }
 
 // reject answers the request with an Anthropic error and records why.
-func (s *frontStream) reject(outcome string, t anthropic.ErrorType, msg string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
+func (s *frontStream) reject(outcome string, t anthropic.ErrorType, msg string) *extprocv3.ProcessingResponse {
+	return s.rejectWith(outcome, t.Status(), t, msg)
+}
+
+// rejectWith is reject with a status other than the error type's own.
+func (s *frontStream) rejectWith(outcome string, status int, t anthropic.ErrorType, msg string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
 	s.outcome = outcome
-	return errorResponse(t, msg, s.requestID, extra...)
+	return errorResponse(status, t, msg, s.requestID, extra...)
 }
 
 func pathOnly(p string) string {

@@ -66,8 +66,8 @@ func appendOnce(list []string, name string) []string {
 
 // errorResponse answers the request itself with Anthropic's error JSON, so
 // that SDKs report it like an API error.
-func errorResponse(t anthropic.ErrorType, message, requestID string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
-	return immediate(t.Status(), anthropic.ErrorBody(t, message, requestID), requestID, "guardian_"+string(t), extra...)
+func errorResponse(status int, t anthropic.ErrorType, message, requestID string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
+	return immediate(status, anthropic.ErrorBody(t, message, requestID), requestID, "guardian_"+string(t), extra...)
 }
 
 func immediate(status int, body []byte, requestID, details string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {

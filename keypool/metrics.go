@@ -53,3 +53,14 @@ func statusLabel(status int) string {
 	}
 	return strconv.Itoa(status)
 }
+
+// RemainingGauge returns the remaining-per-axis gauge of an account, for
+// tests and dashboards that read it directly.
+func (m *Metrics) RemainingGauge(account, axis string) prometheus.Gauge {
+	return m.remaining.WithLabelValues(account, axis)
+}
+
+// DisabledGauge returns the disabled gauge of a key.
+func (m *Metrics) DisabledGauge(account, keyID string) prometheus.Gauge {
+	return m.keyDisabled.WithLabelValues(account, keyID)
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/claude-guardian/claude-guardian/deploy/local"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseValid(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data, env(map[string]string{
+		"SHOP_GATEWAY_KEY": "gw-shop", "CLAUDE_KEY_A1": "sk-test-a1", // CLAUDE_KEY_B1 unset
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Clients[0].Key; got != "gw-shop" {
+		t.Errorf("clients[0].key = %q, want expanded gw-shop", got)
+	}
+	if got := c.Clients[1].Key; got != "literal-search-key" {
+		t.Errorf("clients[1].key = %q", got)
+	}
+	a := c.Accounts[0]
+	if a.Keys[0].Key != "sk-test-a1" || a.Keys[1].Key != "fallback-a2" {
+		t.Errorf("account keys = %q, %q", a.Keys[0].Key, a.Keys[1].Key)
+	}
+	if a.Limits != (Limits{RPM: 50, ITPM: 30000, OTPM: 8000}) {
+		t.Errorf("limits = %+v", a.Limits)
+	}
+	b1 := c.Accounts[1].Keys[0]
+	if b1.Usable() || b1.MissingEnv != "CLAUDE_KEY_B1" {
+		t.Errorf("b1 = usable %v, missing %q; want disabled by CLAUDE_KEY_B1", b1.Usable(), b1.MissingEnv)
+	}
+	if c.Backends.Ollama == nil || c.Backends.Ollama.Model != "llama3.1:8b-instruct-q4_K_M" {
+		t.Errorf("ollama = %+v", c.Backends.Ollama)
+	}
+	if time.Duration(c.Gateway.ShutdownTimeout) != 15*time.Second {
+		t.Errorf("shutdown_timeout = %v", c.Gateway.ShutdownTimeout)
+	}
+	// Defaults.
+	if c.Gateway.MaxRequestBytes != 32<<20 || c.Log.Level != "info" || c.Log.Format != "json" {
+		t.Errorf("defaults not applied: %+v %+v", c.Gateway, c.Log)
+	}
+}
+
+func TestEmbeddedLocalConfig(t *testing.T) {
+	c, err := Parse(local.Config, env(nil))
+	if err != nil {
+		t.Fatalf("embedded deploy/local/guardian.yaml: %v", err)
+	}
+	if c.Redis.URL != "" {
+		t.Errorf("local config must be in-memory, has redis.url %q", c.Redis.URL)
+	}
+	if c.Clients[0].Key != "local-dev-gateway-key" {
+		t.Errorf("local gateway key default = %q", c.Clients[0].Key)
+	}
+	if k := c.Accounts[0].Keys[0]; k.MissingEnv != "ANTHROPIC_API_KEY" {
+		t.Errorf("local account key should wait for ANTHROPIC_API_KEY, got %+v", k)
+	}
+	c, err = Parse(local.Config, env(map[string]string{"ANTHROPIC_API_KEY": "sk-test-x", "GUARDIAN_CLIENT_KEY": "mine"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Accounts[0].Keys[0].Key != "sk-test-x" || c.Clients[0].Key != "mine" {
+		t.Errorf("env not used: %+v %+v", c.Accounts[0].Keys[0], c.Clients[0])
+	}
+}
+
+// TestInvalidConfigs loads each testdata file (one per mistake) and checks
+// the exact message.
+func TestInvalidConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"unknown_field.yaml", "config: yaml: unmarshal errors:\n  line 1: field bogus not found in type config.Listen"},
+		{"empty_account_key.yaml", "config: accounts[1].keys[0].key: empty"},
+		{"duplicate_key_id.yaml", `config: accounts[0].keys[1].id: "a1" is also accounts[0].keys[0].id`},
+		{"duplicate_key_secret.yaml", "config: accounts[1].keys[0].key: same key as accounts[0].keys[0]"},
+		{"account_without_keys.yaml", "config: accounts[0].keys: at least one key is required"},
+		{"negative_limit.yaml", "config: accounts[0].limits.rpm: must not be negative"},
+		{"duplicate_account.yaml", `config: accounts[1].name: "org-a" is also accounts[0].name`},
+		{"bad_account_name.yaml", `config: accounts[0].name: "org a" must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`},
+		{"no_clients.yaml", "config: clients: at least one client (gateway key) is required"},
+		{"no_accounts.yaml", "config: accounts: at least one Anthropic account is required"},
+		{"duplicate_client.yaml", `config: clients[1].name: "shop" is also clients[0].name`},
+		{"duplicate_client_key.yaml", "config: clients[1].key: same key as clients[0]"},
+		{"empty_client_key.yaml", "config: clients[0].key: empty"},
+		{"client_key_env_unset.yaml", "config: clients[0].key: environment variable UNSET_GATEWAY_KEY is not set"},
+		{"bad_listen.yaml", `config: listen.extproc: "9002" is not host:port`},
+		{"bad_redis_url.yaml", "config: redis.url: redis: invalid URL scheme: http"},
+		{"ollama_without_model.yaml", "config: backends.ollama.model: empty"},
+		{"bad_log_level.yaml", `config: log.level: "verbose" is not one of debug, info, warn, error`},
+		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
+		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
+		{"clients_not_a_list.yaml", "config: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!map into []config.Client"},
+	}
+	files, _ := filepath.Glob("testdata/*.yaml")
+	if len(files) != len(tests)+1 { // + valid.yaml
+		t.Errorf("testdata has %d files, the table covers %d: every invalid file needs a case", len(files), len(tests)+1)
+	}
+	for _, tt := range tests {
+		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(data, env(nil))
+			if err == nil {
+				t.Fatalf("Parse accepted %s", tt.file)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestExpandString(t *testing.T) {
+	lookup := env(map[string]string{"A": "x", "EMPTY": ""})
+	tests := []struct {
+		in, want, err string
+	}{
+		{"plain", "plain", ""},
+		{"${A}", "x", ""},
+		{"pre-${A}-post", "pre-x-post", ""},
+		{"${EMPTY}", "", ""},
+		{"${EMPTY:-d}", "d", ""},
+		{"${MISSING:-d}", "d", ""},
+		{"${MISSING:-}", "", ""},
+		{"${MISSING}", "", "environment variable MISSING is not set"},
+		{"$A", "$A", ""}, // only the braced form expands
+	}
+	for _, tt := range tests {
+		got, err := expandString(tt.in, lookup)
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && err.Error() != tt.err) {
+			t.Errorf("expandString(%q) = %q, %v; want %q, %q", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Load of a missing file: %v", err)
+	}
+}

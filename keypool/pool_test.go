@@ -1,0 +1,102 @@
+package keypool
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/config"
+)
+
+func newTestPool(t *testing.T, now *time.Time, log *bytes.Buffer) *Pool {
+	t.Helper()
+	return New([]config.Account{
+		{Name: "org-a", Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}, {ID: "a2", MissingEnv: "KEY_A2"}}},
+		{Name: "org-b", Keys: []config.Key{{ID: "b1", Key: "sk-test-b1"}}},
+	}, Options{Now: func() time.Time { return *now }, Logger: slog.New(slog.NewTextHandler(log, nil))})
+}
+
+func TestPoolMissingEnvKeyIsDisabled(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var log bytes.Buffer
+	p := newTestPool(t, &now, &log)
+	if r := p.Key("a2").Disabled(); r != "environment variable KEY_A2 is not set" {
+		t.Errorf("a2 disabled reason = %q", r)
+	}
+	if !strings.Contains(log.String(), "env=KEY_A2") || strings.Contains(log.String(), "sk-test") {
+		t.Errorf("log must name the variable and never a key: %s", log.String())
+	}
+	if p.Pick().ID != "a1" {
+		t.Error("first usable key should be a1")
+	}
+}
+
+func TestPoolPickAndCoolDown(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var log bytes.Buffer
+	p := newTestPool(t, &now, &log)
+	tests := []struct {
+		name   string
+		key    string
+		status int
+		hdr    [][2]string
+		wantA  time.Duration // org-a cool-down from now; 0 none
+		pick   string
+	}{
+		{"200 leaves it in service", "a1", 200, nil, 0, "a1"},
+		{"429 with retry-after", "a1", 429, [][2]string{{"retry-after", "30"}}, 30 * time.Second, "b1"},
+		{"shorter 429 keeps the longer cool-down", "a1", 429, [][2]string{{"retry-after", "5"}}, 30 * time.Second, "b1"},
+	}
+	for _, tt := range tests {
+		var r anthropic.RateLimitReading
+		for _, h := range tt.hdr {
+			r.Observe(h[0], h[1])
+		}
+		p.Observe(p.Key(tt.key), tt.status, &r)
+		until := p.Accounts()[0].CoolingUntil()
+		if tt.wantA == 0 && !until.IsZero() || tt.wantA != 0 && !until.Equal(now.Add(tt.wantA)) {
+			t.Errorf("%s: org-a cools until %v", tt.name, until)
+		}
+		if got := p.Pick().ID; got != tt.pick {
+			t.Errorf("%s: Pick = %s, want %s", tt.name, got, tt.pick)
+		}
+	}
+	// 429 without retry-after: until the latest reset of an exhausted axis.
+	var r anthropic.RateLimitReading
+	r.Observe("anthropic-ratelimit-input-tokens-remaining", "0")
+	r.Observe("anthropic-ratelimit-input-tokens-reset", now.Add(12*time.Second).UTC().Format(time.RFC3339))
+	p.Observe(p.Key("b1"), 429, &r)
+	if until := p.Accounts()[1].CoolingUntil(); !until.Equal(now.Add(12 * time.Second)) {
+		t.Errorf("org-b cools until %v, want now+12s", until)
+	}
+	// Both cool down: the one that ends first.
+	if got := p.Pick().ID; got != "b1" {
+		t.Errorf("both cooling: Pick = %s, want b1 (ends first)", got)
+	}
+	now = now.Add(31 * time.Second)
+	if got := p.Pick().ID; got != "a1" {
+		t.Errorf("after cool-downs: Pick = %s", got)
+	}
+}
+
+func TestPoolDisableOnAuthErrors(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var log bytes.Buffer
+	p := newTestPool(t, &now, &log)
+	var r anthropic.RateLimitReading
+	p.Observe(p.Key("a1"), 403, &r)
+	p.Observe(p.Key("a1"), 401, &r) // logged once
+	if p.Key("a1").Disabled() == "" || strings.Count(log.String(), "key_id=a1") != 1 {
+		t.Errorf("a1 should be disabled and logged once: %s", log.String())
+	}
+	p.Observe(p.Key("b1"), 401, &r)
+	if p.Usable() || p.Pick() != nil {
+		t.Error("no key should be usable")
+	}
+	if strings.Contains(log.String(), "sk-test") {
+		t.Error("a key leaked into the log")
+	}
+}
