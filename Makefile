@@ -1,0 +1,41 @@
+# claude-guardian — see README.md.
+GO      ?= go
+BIN     := bin/guardian
+PKGS    := ./...
+# CI runs every benchmark once so a broken one fails; `make bench` measures.
+BENCHTIME ?= 2s
+
+.PHONY: build run test test-short bench bench-ci lint fmt clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/guardian
+
+# Runs the gateway on the embedded default: in-memory state, loopback ports.
+run: build
+	$(BIN) serve --config deploy/local/guardian.yaml
+
+# The full suite: vet, gofmt, race-enabled tests (they start their own
+# redis-server instances), and each benchmark once.
+test: lint
+	$(GO) test -race -count=1 $(PKGS)
+	$(MAKE) bench-ci
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+bench-ci:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem $(PKGS)
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/claude-guardian/claude-guardian/config"
+)
+
+const testConfig = `listen: {extproc: "127.0.0.1:0", ratelimit: "", admin: "127.0.0.1:0"}
+clients: [{name: shop, key: gw-test-shop}]
+accounts: [{name: org-a, limits: {rpm: 50, itpm: 30000, otpm: 8000}, keys: [{id: a1, key: sk-ant-test-a1}]}]
+gateway: {shutdown_timeout: 5s}
+log: {level: debug, format: text}
+`
+
+func checkHealth(t *testing.T, addr string, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, svc := range []string{"", extprocv3.ExternalProcessor_ServiceDesc.ServiceName} {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			t.Fatalf("health %q: %v", svc, err)
+		}
+		if resp.Status != want {
+			t.Errorf("health %q = %v, want %v", svc, resp.Status, want)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeAnswersHealthAndDrains(t *testing.T) {
+	cfg, err := config.Parse([]byte(testConfig), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ready := make(chan Listening, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- Serve(ctx, cfg, log, ready) }()
+	var l Listening
+	select {
+	case l = <-ready:
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+	}
+	checkHealth(t, l.ExtProc, healthpb.HealthCheckResponse_SERVING)
+	for path, want := range map[string]string{"/healthz": "ok\n", "/readyz": "ready\n"} {
+		if code, body := httpGet(t, "http://"+l.Admin+path); code != 200 || body != want {
+			t.Errorf("%s = %d %q", path, code, body)
+		}
+	}
+	if _, body := httpGet(t, "http://"+l.Admin+"/metrics"); !strings.Contains(body, "go_goroutines") || !strings.Contains(body, `guardian_key_disabled{account="org-a",key_id="a1"} 0`) {
+		t.Errorf("/metrics lacks expected series:\n%.2000s", body)
+	}
+
+	// An open ext_proc stream holds the drain until it ends.
+	conn, err := grpc.NewClient(l.ExtProc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stop() // SIGTERM
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := httpGet(t, "http://"+l.Admin+"/readyz")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d while draining", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned while a stream was open: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("stream end: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the drain")
+	}
+}
+
+// TestBinaryExitsZeroOnSIGTERM builds bin/guardian and runs it as users do.
+func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "guardian")
+	build := exec.Command("go", "build", "-o", bin, "github.com/claude-guardian/claude-guardian/cmd/guardian")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "guardian.yaml")
+	if err := os.WriteFile(cfgPath, []byte(testConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	serving := regexp.MustCompile(`msg=serving extproc=(\S+) admin=(\S+)`)
+	var logs bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	var extprocAddr, adminAddr string
+	for sc.Scan() {
+		logs.WriteString(sc.Text() + "\n")
+		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
+			extprocAddr, adminAddr = m[1], m[2]
+			break
+		}
+	}
+	if extprocAddr == "" {
+		t.Fatalf("no serving line in:\n%s", logs.String())
+	}
+	go io.Copy(&logs, stderr)
+	checkHealth(t, extprocAddr, healthpb.HealthCheckResponse_SERVING)
+	if code, _ := httpGet(t, "http://"+adminAddr+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d", code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("guardian did not exit within 10 s of SIGTERM")
+	}
+}
+
+func TestMainUsage(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("clients: []\n"), 0o600)
+	tests := []struct {
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{nil, 2, "", "Usage:"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"--help"}, 0, "guardian serve [--config FILE]", ""},
+		{[]string{"help", "serve"}, 0, "x-guardian-role: upstream", ""},
+		{[]string{"serve", "--help"}, 0, "-config string", ""},
+		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined: -nope"},
+		{[]string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"serve", "--config", bad}, 1, "", "config: clients: at least one client (gateway key) is required"},
+		{[]string{"version"}, 0, "guardian dev", ""},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), tt.args, &out, &errb)
+		if code != tt.code || !strings.Contains(out.String(), tt.out) || !strings.Contains(errb.String(), tt.errIn) {
+			t.Errorf("Main(%q) = %d\nstdout: %s\nstderr: %s", tt.args, code, out.String(), errb.String())
+		}
+	}
+}
