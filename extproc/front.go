@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,8 +20,14 @@ import (
 // MetadataNamespace is the dynamic-metadata namespace the front processor
 // writes (Envoy keeps it only if the filter lists it in
 // metadata_options.receiving_namespaces.untyped). Its keys: tenant,
-// request_id, backend, model, input_tokens_estimate, max_tokens.
+// request_id, backend, model, input_tokens_estimate, max_tokens. All values
+// are strings: the ratelimit filter's metadata actions take only strings, and
+// %DYNAMIC_METADATA(…)% renders a string as it is (hits_addend parses it).
 const MetadataNamespace = "claude-guardian"
+
+// MetadataKeys are the keys the front processor writes in
+// MetadataNamespace.
+var MetadataKeys = []string{"tenant", "request_id", "backend", "model", "input_tokens_estimate", "max_tokens"}
 
 // FrontConfig holds the front processor's limits.
 type FrontConfig struct {
@@ -160,8 +167,8 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 			"request_id":            structpb.NewStringValue(s.requestID),
 			"backend":               structpb.NewStringValue(BackendClaude),
 			"model":                 structpb.NewStringValue(req.Model),
-			"input_tokens_estimate": structpb.NewNumberValue(float64(req.EstimatedInputTokens)),
-			"max_tokens":            structpb.NewNumberValue(float64(req.MaxTokens)),
+			"input_tokens_estimate": structpb.NewStringValue(strconv.FormatInt(req.EstimatedInputTokens, 10)),
+			"max_tokens":            structpb.NewStringValue(strconv.FormatInt(req.MaxTokens, 10)),
 		}}),
 	}}
 	return &extprocv3.ProcessingResponse{

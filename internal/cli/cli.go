@@ -15,6 +15,7 @@ as an Envoy ext_proc server and rate-limit service.
 
 Usage:
   guardian serve [--config FILE]   run the ext_proc, rate-limit and admin servers
+  guardian validate envoy FILE...  check Envoy bootstrap YAML against Envoy's API
   guardian version                 print the version
   guardian help [COMMAND]          show help
 
@@ -36,6 +37,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serveCommand(ctx, args[1:], stdout, stderr)
+	case "validate":
+		err = validateCommand(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "guardian", Version)
 	case "help", "-h", "--help":

@@ -211,6 +211,11 @@ func TestMainUsage(t *testing.T) {
 		{[]string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"serve", "--config", bad}, 1, "", "config: clients: at least one client (gateway key) is required"},
 		{[]string{"version"}, 0, "guardian dev", ""},
+		{[]string{"validate", "envoy", "../../envoy/envoy.yaml"}, 0, "../../envoy/envoy.yaml: ok", ""},
+		{[]string{"validate", "envoy", "../../envoy/envoy.yaml", "../../envoy/validate/testdata/missing_cluster.yaml"}, 1,
+			"envoy.yaml: ok", `cluster "ollama-typo" is not defined`},
+		{[]string{"validate"}, 2, "", "want 'validate envoy FILE...'"},
+		{[]string{"validate", "--help"}, 0, "Usage: guardian validate envoy FILE...", ""},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
