@@ -66,7 +66,7 @@ func ParseBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 
 var (
 	unknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
-	jsonOffset   = regexp.MustCompile(`^proto:\s*\(line \d+:\d+\):\s*`)
+	jsonOffset   = regexp.MustCompile(`^proto:[\s\x{00a0}]*\(line \d+:\d+\):[\s\x{00a0}]*`) // protojson varies its spaces
 )
 
 // yamlPosition rewrites protojson's error, whose position is in the JSON it

@@ -16,6 +16,7 @@ as an Envoy ext_proc server and rate-limit service.
 Usage:
   guardian serve [--config FILE]   run the ext_proc, rate-limit and admin servers
   guardian validate envoy FILE...  check Envoy bootstrap YAML against Envoy's API
+  guardian validate istio FILE...  check Istio manifests and their EnvoyFilter patches
   guardian version                 print the version
   guardian help [COMMAND]          show help
 

@@ -215,6 +215,7 @@ func TestMainUsage(t *testing.T) {
 		{[]string{"validate", "envoy", "../../envoy/envoy.yaml", "../../envoy/validate/testdata/missing_cluster.yaml"}, 1,
 			"envoy.yaml: ok", `cluster "ollama-typo" is not defined`},
 		{[]string{"validate"}, 2, "", "want 'validate envoy FILE...'"},
+		{[]string{"validate", "istio", "../../envoy/istio/guardian.yaml", "../../envoy/istio/anthropic.yaml", "../../envoy/istio/envoyfilter.yaml"}, 0, "3 files: ok", ""},
 		{[]string{"validate", "--help"}, 0, "Usage: guardian validate envoy FILE...", ""},
 	}
 	for _, tt := range tests {
