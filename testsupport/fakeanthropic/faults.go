@@ -30,6 +30,10 @@ const (
 	// FaultDropMidStream (streams only) closes the connection after
 	// AfterDeltas text deltas, without message_stop.
 	FaultDropMidStream
+	// FaultRateLimited answers 429 rate_limit_error with retry-after set to
+	// RetryAfter (whole seconds, at least 1), as an acceleration limit or a
+	// burst elsewhere in the organization would, without touching buckets.
+	FaultRateLimited
 )
 
 func (k FaultKind) streamOnly() bool {
@@ -48,6 +52,7 @@ type Fault struct {
 	Account     string        // only requests of this account; "" = any
 	AfterDeltas int           // FaultStreamError, FaultDropMidStream
 	Delay       time.Duration // FaultDelayHeaders, FaultSlowStream
+	RetryAfter  time.Duration // FaultRateLimited
 }
 
 type faultEntry struct {

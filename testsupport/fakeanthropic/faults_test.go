@@ -17,13 +17,16 @@ func TestStatusFaults(t *testing.T) {
 		fault      Fault
 		wantStatus int
 		wantBody   string // with REQ for the request id
+		retryAfter string
 	}{
 		{"overloaded", Fault{Kind: FaultOverloaded}, 529,
-			`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"REQ"}`},
+			`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"REQ"}`, ""},
 		{"api error", Fault{Kind: FaultAPIError}, 500,
-			`{"type":"error","error":{"type":"api_error","message":"Internal server error"},"request_id":"REQ"}`},
+			`{"type":"error","error":{"type":"api_error","message":"Internal server error"},"request_id":"REQ"}`, ""},
 		{"spend cap", Fault{Kind: FaultSpendCap}, 429,
-			`{"type":"error","error":{"type":"rate_limit_error","message":"You have reached your API usage limits. You will regain access when your usage limits reset or you raise them.","details":{"error_code":"enforced_spend_limit_reached"}},"request_id":"REQ"}`},
+			`{"type":"error","error":{"type":"rate_limit_error","message":"You have reached your API usage limits. You will regain access when your usage limits reset or you raise them.","details":{"error_code":"enforced_spend_limit_reached"}},"request_id":"REQ"}`, ""},
+		{"rate limited", Fault{Kind: FaultRateLimited, RetryAfter: 1500 * time.Millisecond}, 429,
+			`{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed your organization's rate limit. Please try again later."},"request_id":"REQ"}`, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,8 +41,8 @@ func TestStatusFaults(t *testing.T) {
 				if r.status != tt.wantStatus || string(r.body) != want {
 					t.Fatalf("request %d: %d %s\nwant %d %s", i, r.status, r.body, tt.wantStatus, want)
 				}
-				if r.header.Get("retry-after") != "" {
-					t.Errorf("retry-after %q", r.header.Get("retry-after"))
+				if got := r.header.Get("retry-after"); got != tt.retryAfter {
+					t.Errorf("retry-after %q, want %q", got, tt.retryAfter)
 				}
 				if r.header.Get("anthropic-ratelimit-requests-limit") != "50" {
 					t.Errorf("missing rate-limit headers")

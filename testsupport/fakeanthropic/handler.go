@@ -124,6 +124,12 @@ func (x *exchange) serve() {
 		case FaultSpendCap:
 			x.fail(spendCapError())
 			return
+		case FaultRateLimited:
+			secs := max(int64(1), int64(math.Ceil(f.RetryAfter.Seconds())))
+			x.w.Header().Set("retry-after", strconv.FormatInt(secs, 10))
+			x.fail(errf(http.StatusTooManyRequests, ErrRateLimit,
+				"This request would exceed your organization's rate limit. Please try again later."))
+			return
 		case FaultDropBeforeHeaders:
 			x.drop()
 			return
