@@ -5,7 +5,7 @@ PKGS    := ./...
 # CI runs every benchmark once so a broken one fails; `make bench` measures.
 BENCHTIME ?= 2s
 
-.PHONY: build run test test-short bench bench-ci lint fmt clean
+.PHONY: build run test test-short bench bench-ci lint fmt clean e2e-deps
 
 build:
 	$(GO) build -o $(BIN) ./cmd/guardian
@@ -16,9 +16,15 @@ run: build
 
 # The full suite: vet, gofmt, race-enabled tests (they start their own
 # redis-server instances), and each benchmark once.
-test: lint
+test: lint e2e-deps
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) bench-ci
+
+# The TypeScript SDK for the end-to-end tests (skipped without node).
+e2e-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd e2e/ts && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the TypeScript SDK test will be skipped"; fi
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
