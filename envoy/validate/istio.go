@@ -9,7 +9,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -196,7 +195,7 @@ func envoyFilter(where string, ef *networking.EnvoyFilter, grpcPorts map[string]
 		case networking.EnvoyFilter_HTTP_FILTER:
 			f := &hcmv3.HttpFilter{}
 			if decode(l, p, js, f, whole) {
-				l.istioHTTPFilter(p, f)
+				l.httpFilter(p+"("+f.GetName()+")", f)
 			}
 		case networking.EnvoyFilter_CLUSTER:
 			c := &clusterv3.Cluster{}
@@ -240,25 +239,6 @@ func decode(l *linter, path string, js []byte, m proto.Message, whole bool) bool
 		l.errorf(path, "%v", err)
 	}
 	return true
-}
-
-func (l *linter) istioHTTPFilter(path string, f *hcmv3.HttpFilter) {
-	p := path + "(" + f.GetName() + ")"
-	switch f.GetName() {
-	case extProcName:
-		c := &extprocv3.ExternalProcessor{}
-		if unpack(l, p, f.GetTypedConfig(), c) {
-			l.extProc(p, c, false)
-			for _, ns := range c.GetMetadataOptions().GetReceivingNamespaces().GetUntyped() {
-				l.receiving[ns] = true
-			}
-		}
-	case rateLimitName:
-		c := &ratelimitv3.RateLimit{}
-		if unpack(l, p, f.GetTypedConfig(), c) {
-			l.rateLimitFilter(p, c)
-		}
-	}
 }
 
 // istioCluster checks an Istio-generated cluster name against the Services

@@ -91,27 +91,31 @@ func (l *linter) hcm(path string, hcm *hcmv3.HttpConnectionManager) {
 		l.errorf(path+".http_filters", "the last HTTP filter must be %s", routerName)
 	}
 	for i, f := range filters {
-		p := fmt.Sprintf("%s.http_filters[%d](%s)", path, i, f.GetName())
-		switch f.GetName() {
-		case extProcName:
-			c := &extprocv3.ExternalProcessor{}
-			if unpack(l, p, f.GetTypedConfig(), c) {
-				l.extProc(p, c, false)
-				for _, ns := range c.GetMetadataOptions().GetReceivingNamespaces().GetUntyped() {
-					l.receiving[ns] = true
-				}
-			}
-		case rateLimitName:
-			c := &ratelimitv3.RateLimit{}
-			if unpack(l, p, f.GetTypedConfig(), c) {
-				l.rateLimitFilter(p, c)
-			}
-		}
+		l.httpFilter(fmt.Sprintf("%s.http_filters[%d](%s)", path, i, f.GetName()), f)
 	}
 	if rc := hcm.GetRouteConfig(); rc != nil {
 		l.routes(path+".route_config", rc)
 	} else if hcm.GetRds() != nil {
 		l.errorf(path, "rds: guardian's configs ship a static route_config")
+	}
+}
+
+// httpFilter checks one downstream HTTP filter guardian cares about.
+func (l *linter) httpFilter(path string, f *hcmv3.HttpFilter) {
+	switch f.GetName() {
+	case extProcName:
+		c := &extprocv3.ExternalProcessor{}
+		if unpack(l, path, f.GetTypedConfig(), c) {
+			l.extProc(path, c, false)
+			for _, ns := range c.GetMetadataOptions().GetReceivingNamespaces().GetUntyped() {
+				l.receiving[ns] = true
+			}
+		}
+	case rateLimitName:
+		c := &ratelimitv3.RateLimit{}
+		if unpack(l, path, f.GetTypedConfig(), c) {
+			l.rateLimitFilter(path, c)
+		}
 	}
 }
 
