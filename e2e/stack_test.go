@@ -15,6 +15,7 @@ import (
 	"github.com/claude-guardian/claude-guardian/config"
 	"github.com/claude-guardian/claude-guardian/envoy/emulator"
 	"github.com/claude-guardian/claude-guardian/internal/cli"
+	"github.com/claude-guardian/claude-guardian/internal/testcert"
 	"github.com/claude-guardian/claude-guardian/testsupport/fakeanthropic"
 	"github.com/claude-guardian/claude-guardian/testsupport/fakeollama"
 )
@@ -58,7 +59,7 @@ func startStack(t *testing.T, o stackOpts) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, roots := serverCert(t, "api.anthropic.com")
+	cert, roots := testcert.New(t, "api.anthropic.com")
 	anthropicSrv := httptest.NewUnstartedServer(fa)
 	anthropicSrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	anthropicSrv.EnableHTTP2 = true
