@@ -23,6 +23,10 @@ type Config struct {
 	Accounts []Account `yaml:"accounts"`
 	Backends Backends  `yaml:"backends"`
 	Log      Log       `yaml:"log"`
+	// Ratelimit configures the rate-limit service.
+	Ratelimit Ratelimit `yaml:"ratelimit"`
+	// Policy configures the routing policy (OPA Rego).
+	Policy Policy `yaml:"policy"`
 }
 
 // Listen holds the addresses of the three servers a guardian process runs.
@@ -57,6 +61,13 @@ type Gateway struct {
 type Client struct {
 	Name string `yaml:"name"`
 	Key  string `yaml:"key"`
+	// Priority is the tenant's priority class: high, normal (default) or
+	// low. The routing policy sees it and the admission queue uses it.
+	Priority string `yaml:"priority"`
+	// AllowModelRewrite lets the routing policy change the model the
+	// tenant asked for (e.g. a short, simple request to haiku). Default
+	// false: the model is never changed behind the caller's back.
+	AllowModelRewrite bool `yaml:"allow_model_rewrite"`
 }
 
 // Account is one Anthropic organization: limits belong to it and its keys
@@ -64,8 +75,17 @@ type Client struct {
 type Account struct {
 	Name   string `yaml:"name"`
 	Limits Limits `yaml:"limits"`
-	Keys   []Key  `yaml:"keys"`
+	// Classes overrides Limits per model class (opus, sonnet, haiku):
+	// Anthropic counts each class against its own limits.
+	Classes map[string]Limits `yaml:"classes"`
+	// Weight scales the account's share when accounts have equal headroom
+	// (default 1; 0 keeps the default).
+	Weight float64 `yaml:"weight"`
+	Keys   []Key   `yaml:"keys"`
 }
+
+// ModelClasses are the keys Account.Classes accepts.
+var ModelClasses = []string{"opus", "sonnet", "haiku"}
 
 // Limits are an account's per-minute limits. Zero means not configured: the
 // gateway learns it from Anthropic's anthropic-ratelimit-* headers.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -19,7 +21,13 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(data, os.LookupEnv)
+	c, err := Parse(data, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	c.resolveRatelimitDir(filepath.Dir(path))
+	c.Policy.resolveDir(filepath.Dir(path))
+	return c, nil
 }
 
 // Parse decodes a guardian.yaml document, expands ${NAME} and
@@ -80,6 +88,8 @@ func (c *Config) expand(lookup func(string) (string, bool)) error {
 		{"listen.ratelimit", &c.Listen.RateLimit},
 		{"listen.admin", &c.Listen.Admin},
 		{"redis.url", &c.Redis.URL},
+		{"ratelimit.config_dir", &c.Ratelimit.ConfigDir},
+		{"policy.dir", &c.Policy.Dir},
 	}
 	if c.Backends.Ollama != nil {
 		fields = append(fields, field{"backends.ollama.url", &c.Backends.Ollama.URL})
@@ -133,6 +143,7 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	c.Ratelimit.applyDefaults()
 }
 
 // namePattern restricts tenant, account and key ids: they become header
@@ -182,6 +193,12 @@ func (c *Config) validate() error {
 	if c.Gateway.ShutdownTimeout < 0 {
 		return fmt.Errorf("gateway.shutdown_timeout: must be positive")
 	}
+	if err := c.validateRatelimit(); err != nil {
+		return err
+	}
+	if err := c.Policy.validate(); err != nil {
+		return err
+	}
 	if err := c.validateClients(); err != nil {
 		return err
 	}
@@ -215,6 +232,11 @@ func (c *Config) validateClients() error {
 		if err := checkName(p+".name", cl.Name); err != nil {
 			return err
 		}
+		switch cl.Priority {
+		case "", "high", "normal", "low":
+		default:
+			return fmt.Errorf("%s.priority: %q is not high, normal or low", p, cl.Priority)
+		}
 		if j, dup := names[cl.Name]; dup {
 			return fmt.Errorf("%s.name: %q is also clients[%d].name", p, cl.Name, j)
 		}
@@ -229,6 +251,18 @@ func (c *Config) validateClients() error {
 			return fmt.Errorf("%s.key: same key as clients[%d]", p, j)
 		}
 		keys[cl.Key] = i
+	}
+	return nil
+}
+
+func checkLimits(path string, l Limits) error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"rpm", l.RPM}, {"itpm", l.ITPM}, {"otpm", l.OTPM}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s.%s: must not be negative", path, f.name)
+		}
 	}
 	return nil
 }
@@ -249,13 +283,19 @@ func (c *Config) validateAccounts() error {
 			return fmt.Errorf("%s.name: %q is also accounts[%d].name", p, a.Name, j)
 		}
 		names[a.Name] = i
-		for _, l := range []struct {
-			f string
-			v int64
-		}{{"rpm", a.Limits.RPM}, {"itpm", a.Limits.ITPM}, {"otpm", a.Limits.OTPM}} {
-			if l.v < 0 {
-				return fmt.Errorf("%s.limits.%s: must not be negative", p, l.f)
+		if err := checkLimits(p+".limits", a.Limits); err != nil {
+			return err
+		}
+		for class, l := range a.Classes {
+			if !slices.Contains(ModelClasses, class) {
+				return fmt.Errorf("%s.classes: %q is not a model class (%s)", p, class, strings.Join(ModelClasses, ", "))
 			}
+			if err := checkLimits(p+".classes."+class, l); err != nil {
+				return err
+			}
+		}
+		if a.Weight < 0 {
+			return fmt.Errorf("%s.weight: must not be negative", p)
 		}
 		if len(a.Keys) == 0 {
 			return fmt.Errorf("%s.keys: at least one key is required", p)

@@ -14,6 +14,10 @@ type Metrics struct {
 	coolUntil         *prometheus.GaugeVec
 	keyDisabled       *prometheus.GaugeVec
 	upstreamResponses *prometheus.CounterVec
+	reserved          *prometheus.CounterVec
+	actual            *prometheus.CounterVec
+	limitReported     *prometheus.GaugeVec
+	reservations      *prometheus.CounterVec
 }
 
 // NewMetrics creates the pool's collectors and registers them on reg
@@ -41,8 +45,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Responses from Anthropic per account and HTTP status, retried attempts included.",
 		}, []string{"account", "code"}),
 	}
+	m.reserved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "reserved_tokens_total",
+		Help: "Tokens reserved before sending, per account and axis (input, output); compare with actual_tokens_total for the estimation error.",
+	}, []string{"account", "axis"})
+	m.actual = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "actual_tokens_total",
+		Help: "Tokens the responses reported for settled reservations, per account and axis (input counts toward ITPM: uncached input plus cache writes).",
+	}, []string{"account", "axis"})
+	m.limitReported = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "limit_mismatch",
+		Help: "A limit Anthropic reports that differs from the configured one (the tier changed), per account, class and axis; the value is Anthropic's.",
+	}, []string{"account", "class", "axis"})
+	m.reservations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "reservations_total",
+		Help: "Reservation attempts per account and result (taken, denied).",
+	}, []string{"account", "result"})
 	if reg != nil {
-		reg.MustRegister(m.limit, m.remaining, m.coolUntil, m.keyDisabled, m.upstreamResponses)
+		reg.MustRegister(m.limit, m.remaining, m.coolUntil, m.keyDisabled, m.upstreamResponses,
+			m.reserved, m.actual, m.limitReported, m.reservations)
 	}
 	return m
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/config"
+	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
 // Pool is the set of accounts and keys. It is safe for concurrent use.
@@ -27,6 +28,11 @@ type Pool struct {
 	now      func() time.Time
 	log      *slog.Logger
 	metrics  *Metrics
+	engine   bucket.Engine
+	affinity sync.Map // conversation hash -> *Account
+
+	changedMu sync.Mutex
+	changed   chan struct{}
 }
 
 // Account is one Anthropic organization.
@@ -35,10 +41,19 @@ type Account struct {
 	Limits config.Limits
 	Keys   []*Key
 
+	weight   float64
+	limits   map[Class]config.Limits
+	buckets  map[Class]*classBuckets
+	classes  map[Class]*classState
+	inflight atomic.Int64
+	next     atomic.Uint32 // round-robin among the account's keys
+
 	mu        sync.Mutex
 	reading   anthropic.RateLimitReading
 	readAt    time.Time
 	coolUntil time.Time
+	failures  int // consecutive 529/5xx answers
+	mismatch  map[string]int64
 }
 
 // Key is one API key of an account.
@@ -66,6 +81,9 @@ type Options struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Engine holds the accounts' buckets (memory, or Redis to share them
+	// between replicas). Without one, Reserve fails; Pick still works.
+	Engine bucket.Engine
 }
 
 // New builds a pool from configured accounts. Keys whose environment
@@ -80,9 +98,10 @@ func New(accounts []config.Account, o Options) *Pool {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	p := &Pool{byID: map[string]*Key{}, now: o.Now, log: o.Logger, metrics: o.Metrics}
+	p := &Pool{byID: map[string]*Key{}, now: o.Now, log: o.Logger, metrics: o.Metrics, engine: o.Engine,
+		changed: make(chan struct{})}
 	for _, ca := range accounts {
-		a := &Account{Name: ca.Name, Limits: ca.Limits}
+		a := newAccount(ca)
 		for _, ck := range ca.Keys {
 			k := &Key{ID: ck.ID, Account: a, secret: ck.Key}
 			if ck.MissingEnv != "" {
@@ -153,23 +172,46 @@ func (a *Account) Reading() (anthropic.RateLimitReading, time.Time) {
 	return a.reading, a.readAt
 }
 
-// Observe records one upstream response sent with key k: its status and
-// rate-limit headers. A 429 cools the account down until retry-after (or
-// the latest reset it reported); 401 and 403 take the key out of service.
+// Observe records one upstream response sent with key k, for a request of
+// an unknown class (counted as sonnet). See ObserveClass.
 func (p *Pool) Observe(k *Key, status int, r *anthropic.RateLimitReading) {
+	p.ObserveClass(k, Sonnet, status, r)
+}
+
+// ObserveClass records one upstream response sent with key k for a model
+// of class c: its status and anthropic-ratelimit-* headers. A 429 cools the
+// account down until retry-after (or the latest reset it reported); 529
+// and other 5xx cool it down briefly, doubling with each failure in a row
+// (1 s up to 30 s); 401 and 403 take the key out of service.
+func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitReading) {
 	a := k.Account
 	now := p.now()
 	p.metrics.upstreamResponses.WithLabelValues(a.Name, statusLabel(status)).Inc()
+	if r.Any() {
+		st := a.classes[c]
+		st.mu.Lock()
+		st.reading, st.readAt = *r, now
+		st.mu.Unlock()
+		p.checkLimits(a, c, r)
+	}
 	a.mu.Lock()
 	if r.Any() {
 		a.reading, a.readAt = *r, now
 	}
 	var cool time.Time
-	if status == http.StatusTooManyRequests {
+	switch {
+	case status == http.StatusTooManyRequests:
 		cool = now.Add(retryWait(r, now))
-		if cool.After(a.coolUntil) {
-			a.coolUntil = cool
-		}
+	case status >= 500:
+		a.failures++
+		cool = now.Add(min(time.Second<<min(a.failures-1, 5), 30*time.Second))
+	case status >= 200 && status < 300:
+		a.failures = 0
+	}
+	if cool.After(a.coolUntil) {
+		a.coolUntil = cool
+	} else {
+		cool = time.Time{}
 	}
 	a.mu.Unlock()
 	for _, ax := range anthropic.Axes {
@@ -180,12 +222,42 @@ func (p *Pool) Observe(k *Key, status int, r *anthropic.RateLimitReading) {
 	}
 	if !cool.IsZero() {
 		p.metrics.coolUntil.WithLabelValues(a.Name).Set(float64(cool.UnixMilli()) / 1000)
+		// Wake waiters when the cool-down ends.
+		time.AfterFunc(cool.Sub(now), p.notify)
 	}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		reason := "Anthropic answered " + http.StatusText(status)
 		if p.disable(k, reason) {
 			p.log.Error("pool key disabled: Anthropic rejected it; replace it and restart",
 				"account", a.Name, "key_id", k.ID, "status", status)
+		}
+	}
+}
+
+// checkLimits logs and exports a limit Anthropic reports that differs from
+// the configured one: the account's tier changed.
+func (p *Pool) checkLimits(a *Account, c Class, r *anthropic.RateLimitReading) {
+	l := a.limits[c]
+	for _, x := range []struct {
+		axis       anthropic.Axis
+		configured int64
+	}{{anthropic.Requests, l.RPM}, {anthropic.InputTokens, l.ITPM}, {anthropic.OutputTokens, l.OTPM}} {
+		got := r.Axis(x.axis)
+		if !got.Present || x.configured <= 0 || got.Limit == x.configured {
+			continue
+		}
+		id := string(c) + "/" + x.axis.String()
+		a.mu.Lock()
+		if a.mismatch == nil {
+			a.mismatch = map[string]int64{}
+		}
+		seen := a.mismatch[id] == got.Limit
+		a.mismatch[id] = got.Limit
+		a.mu.Unlock()
+		p.metrics.limitReported.WithLabelValues(a.Name, string(c), x.axis.String()).Set(float64(got.Limit))
+		if !seen {
+			p.log.Warn("Anthropic reports a limit other than the configured one: the account's tier changed; update guardian.yaml",
+				"account", a.Name, "class", c, "axis", x.axis.String(), "configured", x.configured, "reported", got.Limit)
 		}
 	}
 }

@@ -1,0 +1,263 @@
+package keypool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
+)
+
+// Need is what one request asks of the pool.
+type Need struct {
+	Model string
+	// Input is the input tokens to reserve (the estimate).
+	Input int64
+	// Output is the output tokens to reserve (max_tokens by default).
+	Output int64
+	// Affinity, when not zero, names a conversation: the pool keeps it on
+	// the account it used last while that account has headroom, so that
+	// Anthropic's prompt cache keeps hitting.
+	Affinity uint64
+	// Exclude skips an account (the one a retry is moving away from).
+	Exclude *Account
+}
+
+// Reservation is capacity taken on one account for one request.
+type Reservation struct {
+	Account  *Account
+	Class    Class
+	Requests int64
+	Input    int64
+	Output   int64
+}
+
+// ErrNoKey is returned when no key of the pool is in service.
+var ErrNoKey = errors.New("keypool: no key in service")
+
+// ErrTooLarge is returned when a request needs more than any account's
+// whole bucket: it can never be admitted.
+var ErrTooLarge = errors.New("keypool: request larger than every account's limit")
+
+// axes of an account's per-class buckets, in bucket order.
+const (
+	axRPM = iota
+	axITPM
+	axOTPM
+	numAxes
+)
+
+// Reserve takes capacity for need on the account with the most headroom
+// for it, fewest requests in flight breaking ties. When no account can take
+// it now, it returns a nil reservation and how long until one should be
+// able to (a hint: settlements and cool-downs ending may come sooner).
+func (p *Pool) Reserve(ctx context.Context, need Need) (*Reservation, time.Duration, error) {
+	if p.engine == nil {
+		return nil, 0, errors.New("keypool: no bucket engine configured")
+	}
+	class := ClassOf(need.Model)
+	now := p.now()
+	cands := p.candidates(class, need, now)
+	if len(cands.ok) == 0 {
+		switch {
+		case cands.anyKey == false:
+			return nil, 0, ErrNoKey
+		case cands.tooLarge:
+			return nil, 0, ErrTooLarge
+		}
+		return nil, cands.wait, nil
+	}
+	wait := cands.wait
+	var lastErr error
+	for _, c := range cands.ok {
+		a := c.account
+		reqs := a.requests(class, 1, need.Input, need.Output)
+		d := bucket.Decision{Allowed: true}
+		var err error
+		if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
+			d, err = p.engine.Take(ctx, reqs)
+		}
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		a.remember(class, d)
+		p.metrics.reservations.WithLabelValues(a.Name, result(d.Allowed)).Inc()
+		if d.Allowed {
+			a.inflight.Add(1)
+			if need.Affinity != 0 {
+				p.affinity.Store(need.Affinity, a)
+			}
+			return &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output}, 0, nil
+		}
+		if ra := d.RetryAfter(); ra == bucket.Never {
+			continue
+		} else if wait == 0 || ra < wait {
+			wait = ra
+		}
+	}
+	if lastErr != nil && wait == 0 {
+		return nil, 0, fmt.Errorf("keypool: reserve: %w", lastErr)
+	}
+	if wait == 0 {
+		return nil, 0, ErrTooLarge
+	}
+	return nil, wait, nil
+}
+
+type candidate struct {
+	account *Account
+	score   float64
+}
+
+type candidates struct {
+	ok       []candidate
+	wait     time.Duration
+	anyKey   bool
+	tooLarge bool
+}
+
+// candidates lists the accounts that may take need now, best first.
+func (p *Pool) candidates(class Class, need Need, now time.Time) candidates {
+	var out candidates
+	for _, a := range p.accounts {
+		if !a.inService() {
+			continue
+		}
+		out.anyKey = true
+		if a == need.Exclude {
+			continue
+		}
+		if until := a.CoolingUntil(); until.After(now) {
+			out.wait = minWait(out.wait, until.Sub(now))
+			continue
+		}
+		if !a.fits(class, need) {
+			out.tooLarge = true
+			continue
+		}
+		if w := a.anthropicWait(class, need, now); w > 0 {
+			out.wait = minWait(out.wait, w)
+			continue
+		}
+		out.ok = append(out.ok, candidate{account: a, score: a.score(class, need, now)})
+	}
+	if len(out.ok) > 0 {
+		out.tooLarge = false
+	}
+	slices.SortStableFunc(out.ok, func(x, y candidate) int {
+		if c := cmp.Compare(y.score, x.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.account.inflight.Load(), y.account.inflight.Load())
+	})
+	if need.Affinity != 0 {
+		if v, ok := p.affinity.Load(need.Affinity); ok {
+			pref := v.(*Account)
+			for i, c := range out.ok {
+				// Keep the conversation where it was while that account has
+				// a fair share of headroom left.
+				if c.account == pref && c.score >= affinityFloor {
+					out.ok[0], out.ok[i] = out.ok[i], out.ok[0]
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// affinityFloor is the headroom (fraction of the tightest limit) below
+// which a conversation leaves its account.
+const affinityFloor = 0.2
+
+func result(allowed bool) string {
+	if allowed {
+		return "taken"
+	}
+	return "denied"
+}
+
+func minWait(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+// Settle ends a reservation with the request's real usage: the difference
+// is refunded or charged on every axis. reached says whether Anthropic
+// answered the request (a request that never got there, or was refused
+// with 429/5xx, consumed nothing and is refunded whole).
+func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, reached bool) error {
+	if r == nil || r.Account == nil {
+		return nil
+	}
+	defer p.release(r.Account)
+	reqs, in, out := -r.Requests, -r.Input, -r.Output
+	if reached {
+		reqs, in, out = 0, u.ITPMTokens()-r.Input, u.OutputTokens-r.Output
+	}
+	p.metrics.reserved.WithLabelValues(r.Account.Name, "input").Add(float64(r.Input))
+	p.metrics.reserved.WithLabelValues(r.Account.Name, "output").Add(float64(r.Output))
+	if reached {
+		p.metrics.actual.WithLabelValues(r.Account.Name, "input").Add(float64(u.ITPMTokens()))
+		p.metrics.actual.WithLabelValues(r.Account.Name, "output").Add(float64(u.OutputTokens))
+	}
+	adj := r.Account.requests(r.Class, reqs, in, out)
+	if len(adj) == 0 || (reqs == 0 && in == 0 && out == 0) {
+		return nil
+	}
+	d, err := p.engine.Adjust(ctx, adj)
+	if err != nil {
+		return fmt.Errorf("keypool: settle on %s: %w", r.Account.Name, err)
+	}
+	r.Account.remember(r.Class, d)
+	return nil
+}
+
+// Move refunds r (its account refused the attempt) and reserves the same
+// need on another account, for a retry. It returns a nil reservation when
+// no other account can take it now, with how long until one should (zero:
+// there is no other account).
+func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reservation, time.Duration, error) {
+	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
+		return nil, 0, err
+	}
+	return p.Reserve(ctx, Need{Model: model, Input: r.Input, Output: r.Output, Exclude: r.Account})
+}
+
+func (p *Pool) release(a *Account) {
+	a.inflight.Add(-1)
+	p.notify()
+}
+
+// Changed returns a channel closed the next time capacity may have freed
+// (a settlement, a refund, a key back in service). Waiters re-arm by
+// calling it again.
+func (p *Pool) Changed() <-chan struct{} {
+	p.changedMu.Lock()
+	defer p.changedMu.Unlock()
+	return p.changed
+}
+
+func (p *Pool) notify() {
+	p.changedMu.Lock()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.changedMu.Unlock()
+}
+
+// classState is what the account's last decisions and readings say of one
+// class.
+type classState struct {
+	mu        sync.Mutex
+	remaining [numAxes]int64 // after the last decision; -1 unknown
+	reading   anthropic.RateLimitReading
+	readAt    time.Time
+}
