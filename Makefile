@@ -5,7 +5,7 @@ PKGS    := ./...
 # CI runs every benchmark once so a broken one fails; `make bench` measures.
 BENCHTIME ?= 2s
 
-.PHONY: build run test test-short bench bench-ci lint fmt clean e2e-deps
+.PHONY: build run test test-short bench bench-ci bench-rls lint fmt clean e2e-deps
 
 build:
 	$(GO) build -o $(BIN) ./cmd/guardian
@@ -34,6 +34,12 @@ bench:
 
 bench-ci:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem $(PKGS)
+
+# guardian's RLS (memory and Redis), a no-op RLS v3 server and, if
+# installed, envoyproxy/ratelimit, driven side by side by cmd/rlsload.
+# Knobs: DURATION, CONCURRENCY, TENANTS, HITS, REF_BIN.
+bench-rls:
+	deploy/local/bench/bench-rls.sh
 
 lint:
 	$(GO) vet $(PKGS)

@@ -104,6 +104,13 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad_log_level.yaml", `config: log.level: "verbose" is not one of debug, info, warn, error`},
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
 		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
+		{"bad_client_priority.yaml", `config: clients[0].priority: "urgent" is not high, normal or low`},
+		{"bad_policy_sample_rate.yaml", "config: policy.log_sample_rate: 2 is not between 0 and 1"},
+		{"ratelimit_bad_store.yaml", `config: ratelimit.store: "etcd" is not auto, memory or redis`},
+		{"ratelimit_redis_without_url.yaml", "config: ratelimit.store: redis needs redis.url"},
+		{"ratelimit_bad_fallback.yaml", `config: ratelimit.fallback: "panic" is not local_share, fail_open or error`},
+		{"ratelimit_bad_replicas.yaml", "config: ratelimit.replicas: must be at least 1"},
+		{"ratelimit_unknown_field.yaml", "config: yaml: unmarshal errors:\n  line 3: field reload not found in type config.Ratelimit"},
 		{"clients_not_a_list.yaml", "config: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!map into []config.Client"},
 	}
 	files, _ := filepath.Glob("testdata/*.yaml")
@@ -154,5 +161,48 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("Load of a missing file: %v", err)
+	}
+}
+
+func TestRatelimitSection(t *testing.T) {
+	base := "clients: [{name: shop, key: k1}]\naccounts: [{name: org-a, keys: [{id: a1, key: sk-a1}]}]\n"
+	c, err := Parse([]byte(base), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Ratelimit
+	if r.Store != "auto" || r.Fallback != "local_share" || r.Replicas != 1 || r.RedisTimeout != DefaultRatelimitRedisTimeout || !r.AnthropicErrorBodies() || c.UseRedis() {
+		t.Errorf("defaults: %+v", r)
+	}
+	c, err = Parse([]byte(base+"redis: {url: redis://127.0.0.1:6379}\n"), env(nil))
+	if err != nil || !c.UseRedis() {
+		t.Errorf("auto with redis.url: %v %v", err, c.UseRedis())
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "guardian.yaml")
+	os.WriteFile(p, []byte(base+"ratelimit: {config_dir: rules, store: memory, anthropic_errors: false}\n"), 0o600)
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ratelimit.ConfigDir != filepath.Join(dir, "rules") || c.UseRedis() || c.Ratelimit.AnthropicErrorBodies() {
+		t.Errorf("loaded: %+v", c.Ratelimit)
+	}
+}
+
+func TestPolicySection(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "guardian.yaml")
+	os.WriteFile(p, []byte("clients: [{name: shop, key: k1, priority: high, allow_model_rewrite: true}, {name: search, key: k2}]\n"+
+		"accounts: [{name: org-a, keys: [{id: a1, key: sk-a1}]}]\npolicy: {dir: rego, log_sample_rate: 0.25}\n"), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy.Dir != filepath.Join(dir, "rego") || c.Policy.LogSampleRate != 0.25 {
+		t.Errorf("policy: %+v", c.Policy)
+	}
+	if !c.Clients[0].AllowModelRewrite || c.Clients[0].Priority != "high" || c.Clients[1].AllowModelRewrite || c.Clients[1].Priority != "" {
+		t.Errorf("clients: %+v", c.Clients)
 	}
 }

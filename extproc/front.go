@@ -15,6 +15,7 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/keypool"
+	"github.com/claude-guardian/claude-guardian/policy"
 )
 
 // MetadataNamespace is the dynamic-metadata namespace the front processor
@@ -45,6 +46,7 @@ type Front struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	policy  *FrontPolicy // nil: every request to Claude unchanged
 }
 
 // NewFront builds the front processor.
@@ -65,6 +67,13 @@ type frontStream struct {
 	endpoint  anthropic.Endpoint
 	req       *anthropic.Request
 	outcome   string // set once the request is answered or its response ends
+	// Routing: the caller's declared task, the policy's decision (its
+	// priority and max wait are kept for the admission queue), and what
+	// the response headers report.
+	task          string
+	decision      policy.Decision
+	routeHeader   string
+	originalModel string
 	// Response side.
 	status  int
 	account string
@@ -93,6 +102,10 @@ func (s *frontStream) ProcessRequestHeaders(_ context.Context, h *extprocv3.Http
 			remove = appendOnce(remove, k)
 		case k == "authorization":
 			auth = headerValue(hv)
+			remove = appendOnce(remove, k)
+		case k == HeaderTask:
+			// Read for the policy, then removed like every internal header.
+			s.task = declaredTask(headerValue(hv))
 			remove = appendOnce(remove, k)
 		case strings.HasPrefix(k, InternalPrefix):
 			remove = appendOnce(remove, k)
@@ -134,7 +147,7 @@ func (s *frontStream) ProcessRequestHeaders(_ context.Context, h *extprocv3.Http
 // ProcessRequestBody implements [RequestBodyProcessor]. In BUFFERED mode
 // the whole body arrives in one message, while Envoy still holds the
 // headers, so the routing headers set here take effect.
-func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+func (s *frontStream) ProcessRequestBody(ctx context.Context, b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
 	if s.tenant == nil {
 		return nil, fmt.Errorf("extproc: request_body before an accepted request_headers")
 	}
@@ -156,7 +169,11 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 		return s.reject(OutcomeInvalidRequest, e.Type, e.Message), nil
 	}
 	s.req = req
-	if !s.f.pool.Usable() {
+	rt := s.route(ctx, b.Body)
+	if rt.reject != nil {
+		return rt.reject, nil
+	}
+	if rt.backend == BackendClaude && !s.f.pool.Usable() {
 		return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
 			"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
 			setHeader("x-should-retry", "false")), nil
@@ -165,8 +182,8 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 		MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			"tenant":                structpb.NewStringValue(s.tenant.Name),
 			"request_id":            structpb.NewStringValue(s.requestID),
-			"backend":               structpb.NewStringValue(BackendClaude),
-			"model":                 structpb.NewStringValue(req.Model),
+			"backend":               structpb.NewStringValue(rt.backend),
+			"model":                 structpb.NewStringValue(rt.model),
 			"input_tokens_estimate": structpb.NewStringValue(strconv.FormatInt(req.EstimatedInputTokens, 10)),
 			"max_tokens":            structpb.NewStringValue(strconv.FormatInt(req.MaxTokens, 10)),
 		}}),
@@ -174,9 +191,10 @@ func (s *frontStream) ProcessRequestBody(_ context.Context, b *extprocv3.HttpBod
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{
 			Response: &extprocv3.CommonResponse{
-				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-					setHeader(HeaderBackend, BackendClaude),
-				}},
+				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{
+					setHeader(HeaderBackend, rt.backend),
+				}, rt.headers...)},
+				BodyMutation: rt.body,
 				// Envoy clears the route cache only when the same response
 				// carries a header mutation (reference §1.5).
 				ClearRouteCache: true,

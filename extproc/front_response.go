@@ -34,6 +34,8 @@ func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.Htt
 	if s.requestID != "" {
 		mut.SetHeaders = []*corev3.HeaderValueOption{setHeader(HeaderRequestID, s.requestID)}
 	}
+	mut.SetHeaders = s.routeHeaders(mut.SetHeaders)
+	s.observeUpstream()
 	if h.EndOfStream {
 		s.settle()
 	}
@@ -103,7 +105,7 @@ func (s *frontStream) settle() {
 	}
 	m.requests.WithLabelValues(tenant, endpointLabel(s.endpoint), s.outcome).Inc()
 	if s.req != nil && s.endpoint == anthropic.Messages {
-		model := m.models.value(s.req.Model)
+		model := m.models.value(s.servedModel())
 		account := s.account
 		if account == "" {
 			account = "unknown"

@@ -42,6 +42,8 @@ type harness struct {
 type harnessOpts struct {
 	maxRequestBytes int64
 	accounts        []config.Account
+	clients         []config.Client             // default: shop and search
+	policy          func(*harness) *FrontPolicy // nil: no routing policy
 }
 
 func defaultAccounts() []config.Account {
@@ -66,8 +68,13 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	h.poolMetr = keypool.NewMetrics(prometheus.NewRegistry())
 	h.pool = keypool.New(o.accounts, keypool.Options{Logger: log, Metrics: h.poolMetr, Now: func() time.Time { return h.now }})
 	h.metrics = NewMetrics(prometheus.NewRegistry())
-	tenants := NewTenants([]config.Client{{Name: "shop", Key: shopKey}, {Name: "search", Key: searchKey}})
-	front := NewFront(FrontConfig{MaxRequestBytes: o.maxRequestBytes, MaxResponseScanBytes: 1 << 20}, tenants, h.pool, log, h.metrics)
+	if o.clients == nil {
+		o.clients = []config.Client{{Name: "shop", Key: shopKey}, {Name: "search", Key: searchKey}}
+	}
+	front := NewFront(FrontConfig{MaxRequestBytes: o.maxRequestBytes, MaxResponseScanBytes: 1 << 20}, NewTenants(o.clients), h.pool, log, h.metrics)
+	if o.policy != nil {
+		front.WithPolicy(*o.policy(h))
+	}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(int(o.maxRequestBytes) + 1<<20))
 	extprocv3.RegisterExternalProcessorServer(srv, NewServer(front, NewUpstream(h.pool, log), log, h.metrics))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -5,11 +5,15 @@ import (
 	"crypto/subtle"
 
 	"github.com/claude-guardian/claude-guardian/config"
+	"github.com/claude-guardian/claude-guardian/policy"
 )
 
 // Tenant is an authenticated caller.
 type Tenant struct {
 	Name string
+	// Policy is the tenant as the routing policy sees it (priority class,
+	// whether its model may be rewritten), built once.
+	Policy *policy.Tenant
 }
 
 // Tenants authenticates gateway keys. It keeps only SHA-256 digests of the
@@ -26,7 +30,7 @@ func NewTenants(clients []config.Client) *Tenants {
 	t := &Tenants{}
 	for _, c := range clients {
 		t.digests = append(t.digests, sha256.Sum256([]byte(c.Key)))
-		t.tenants = append(t.tenants, &Tenant{Name: c.Name})
+		t.tenants = append(t.tenants, &Tenant{Name: c.Name, Policy: policy.NewTenant(c.Name, c.Priority, c.AllowModelRewrite)})
 	}
 	return t
 }

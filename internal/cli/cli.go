@@ -17,6 +17,8 @@ Usage:
   guardian serve [--config FILE]   run the ext_proc, rate-limit and admin servers
   guardian validate envoy FILE...  check Envoy bootstrap YAML against Envoy's API
   guardian validate istio FILE...  check Istio manifests and their EnvoyFilter patches
+  guardian policy test DIR         compile a routing policy directory and run its Rego tests
+  guardian policy eval DIR --input FILE  print the policy's decision for an input document
   guardian version                 print the version
   guardian help [COMMAND]          show help
 
@@ -40,6 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serveCommand(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = validateCommand(args[1:], stdout, stderr)
+	case "policy":
+		err = policyCommand(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "guardian", Version)
 	case "help", "-h", "--help":

@@ -36,8 +36,13 @@ Runs, in one process:
       filters. The downstream filter is the front processor; the upstream
       filter of the anthropic cluster sends gRPC initial metadata
       "x-guardian-role: upstream" and gets the upstream processor.
-  rate-limit gRPC server listen.ratelimit (default 127.0.0.1:8081)
-      envoy.service.ratelimit.v3 (not built yet: the port is not opened).
+  rate-limit gRPC server listen.ratelimit (empty: not opened)
+      envoy.service.ratelimit.v3.RateLimitService for Envoy's ratelimit
+      filter. Rules: the files of ratelimit.config_dir in envoyproxy/
+      ratelimit's YAML format (token buckets by default), reloaded on
+      change; a bad file keeps the last good rules. State in memory, or in
+      Redis when redis.url is set, with ratelimit.fallback (default
+      local_share) while Redis is unreachable.
   admin HTTP server      listen.admin     (default 127.0.0.1:8080)
       /metrics (Prometheus), /healthz (process up), /readyz (serving).
 Both gRPC servers also serve grpc.health.v1.Health.
@@ -99,6 +104,8 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // when the config asks for port 0).
 type Listening struct {
 	ExtProc, Admin string
+	// RateLimit is empty when listen.ratelimit is.
+	RateLimit string
 }
 
 // Serve runs the servers for cfg until ctx ends, then drains and returns
@@ -116,6 +123,11 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 		MaxRequestBytes:      cfg.Gateway.MaxRequestBytes,
 		MaxResponseScanBytes: cfg.Gateway.MaxResponseScanBytes,
 	}, extproc.NewTenants(cfg.Clients), pool, log, m)
+	stopPolicy, err := attachPolicy(ctx, cfg, log, reg, pool, front)
+	if err != nil {
+		return err
+	}
+	defer stopPolicy()
 	epServer := extproc.NewServer(front, extproc.NewUpstream(pool, log), log, m)
 
 	epLis, err := net.Listen("tcp", cfg.Listen.ExtProc)
@@ -127,8 +139,14 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 		epLis.Close()
 		return fmt.Errorf("listen.admin: %w", err)
 	}
+	var rl *rlsRuntime
 	if cfg.Listen.RateLimit != "" {
-		log.Warn("rate-limit service not built yet: listen.ratelimit is not opened", "addr", cfg.Listen.RateLimit)
+		if rl, err = startRLS(ctx, cfg, log, reg); err != nil {
+			epLis.Close()
+			adminLis.Close()
+			return err
+		}
+		defer rl.close()
 	}
 
 	grpcServer := grpc.NewServer(
@@ -155,16 +173,21 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 	})
 	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- grpcServer.Serve(epLis) }()
+	listening := Listening{ExtProc: epLis.Addr().String(), Admin: adminLis.Addr().String()}
+	if rl != nil {
+		go func() { errc <- rl.grpc.Serve(rl.lis) }()
+		listening.RateLimit = rl.lis.Addr().String()
+	}
 	go func() {
 		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	log.Info("serving", "extproc", epLis.Addr().String(), "admin", adminLis.Addr().String())
+	log.Info("serving", "extproc", listening.ExtProc, "admin", listening.Admin, "ratelimit", listening.RateLimit)
 	if ready != nil {
-		ready <- Listening{ExtProc: epLis.Addr().String(), Admin: adminLis.Addr().String()}
+		ready <- listening
 	}
 
 	var serveErr error
@@ -177,15 +200,27 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 	// Drain: say so first, then let open streams finish.
 	draining.Store(true)
 	healthServer.Shutdown()
+	servers := []*grpc.Server{grpcServer}
+	if rl != nil {
+		rl.health.Shutdown()
+		servers = append(servers, rl.grpc)
+	}
 	timeout := time.Duration(cfg.Gateway.ShutdownTimeout)
 	log.Info("draining", "timeout", timeout.String())
 	stopped := make(chan struct{})
-	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	go func() {
+		for _, g := range servers {
+			g.GracefulStop()
+		}
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(timeout):
 		log.Warn("drain timed out: closing open streams")
-		grpcServer.Stop()
+		for _, g := range servers {
+			g.Stop()
+		}
 		<-stopped
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

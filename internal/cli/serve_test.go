@@ -206,6 +206,7 @@ func TestMainUsage(t *testing.T) {
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"--help"}, 0, "guardian serve [--config FILE]", ""},
 		{[]string{"help", "serve"}, 0, "x-guardian-role: upstream", ""},
+		{[]string{"help", "serve"}, 0, "Rules: the files of ratelimit.config_dir", ""},
 		{[]string{"serve", "--help"}, 0, "-config string", ""},
 		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined: -nope"},
 		{[]string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},

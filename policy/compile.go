@@ -1,0 +1,267 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/tester"
+)
+
+// Query is the rule the engine evaluates.
+const Query = "data.guardian.route.decision"
+
+//go:embed rego/*.rego
+var bundled embed.FS
+
+// Bundled returns the policies shipped with guardian (policy/rego), used
+// when guardian.yaml leaves policy.dir empty.
+func Bundled() fs.FS {
+	sub, err := fs.Sub(bundled, "rego")
+	if err != nil { // cannot happen: the directory is embedded
+		return bundled
+	}
+	return sub
+}
+
+// Version is one compiled, tested policy version. It is immutable.
+type Version struct {
+	// Revision is the first 12 hex digits of the SHA-256 of the files'
+	// names and contents: the same files give the same revision.
+	Revision string
+	// Source says where the files came from (a directory or "bundled").
+	Source string
+	// Files and Tests count the policy files and the Rego tests that passed.
+	Files, Tests int
+	query        rego.PreparedEvalQuery
+}
+
+// TestResult is the outcome of one Rego test.
+type TestResult struct {
+	Name   string // package.rule
+	Passed bool
+	Err    string // failure or error detail
+}
+
+// source is one .rego file.
+type source struct {
+	name string
+	text []byte
+}
+
+// readSources returns every *.rego file under fsys, sorted. Names starting
+// with "." are skipped: Kubernetes mounts a ConfigMap as "..data" (a
+// symlink to a "..<timestamp>" directory) plus one symlink per key, so the
+// top-level symlinks are read and the hidden copies are not.
+func readSources(fsys fs.FS) ([]source, error) {
+	var out []source
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if p != "." && strings.HasPrefix(name, ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || !strings.HasSuffix(name, ".rego") {
+			return nil
+		}
+		text, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, source{name: p, text: text})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: reading files: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	if len(out) == 0 {
+		return nil, errors.New("policy: no .rego files")
+	}
+	return out, nil
+}
+
+func revision(srcs []source) string {
+	h := sha256.New()
+	for _, s := range srcs {
+		fmt.Fprintf(h, "%s\x00%d\x00", s.name, len(s.text))
+		h.Write(s.text)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+func isTestFile(name string) bool { return strings.HasSuffix(path.Base(name), "_test.rego") }
+
+// parsed is a policy directory parsed into modules.
+type parsed struct {
+	revision string
+	policy   map[string]*ast.Module // without tests
+	all      map[string]*ast.Module // with tests
+}
+
+func parse(fsys fs.FS) (*parsed, error) {
+	srcs, err := readSources(fsys)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsed{revision: revision(srcs), policy: map[string]*ast.Module{}, all: map[string]*ast.Module{}}
+	for _, s := range srcs {
+		m, err := ast.ParseModuleWithOpts(s.name, string(s.text), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		p.all[s.name] = m
+		if !isTestFile(s.name) {
+			p.policy[s.name] = m
+		}
+	}
+	if len(p.policy) == 0 {
+		return nil, errors.New("policy: only test files: no policy")
+	}
+	return p, nil
+}
+
+// testTimeout bounds one Rego test.
+const testTimeout = 10 * time.Second
+
+// RunTests runs every Rego test (rules named test_*) in fsys with OPA's
+// tester, as `opa test` does, and returns the results sorted by name.
+func RunTests(ctx context.Context, fsys fs.FS) ([]TestResult, error) {
+	p, err := parse(fsys)
+	if err != nil {
+		return nil, err
+	}
+	return p.runTests(ctx)
+}
+
+func (p *parsed) runTests(ctx context.Context) ([]TestResult, error) {
+	ch, err := tester.NewRunner().SetModules(p.all).SetTimeout(testTimeout).RunTests(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("policy: compiling for tests: %w", err)
+	}
+	var out []TestResult
+	for r := range ch {
+		if r.Skip {
+			continue
+		}
+		tr := TestResult{Name: strings.TrimPrefix(r.Package, "data.") + "." + r.Name, Passed: r.Pass()}
+		switch {
+		case r.Error != nil:
+			tr.Err = r.Error.Error()
+		case r.Fail && r.FailedAt != nil:
+			tr.Err = fmt.Sprintf("failed at %s: %s", r.FailedAt.Location, r.FailedAt)
+		case r.Fail:
+			tr.Err = "failed"
+		}
+		out = append(out, tr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Compile builds a policy version from the .rego files in fsys: it parses
+// and compiles them, runs their Rego tests, prepares the query once, and
+// evaluates the sample inputs ([Samples]); any failure (syntax error,
+// failing test, undefined or malformed decision on a sample) is an error
+// and no version is returned.
+func Compile(ctx context.Context, fsys fs.FS, sourceName string) (*Version, error) {
+	p, err := parse(fsys)
+	if err != nil {
+		return nil, err
+	}
+	results, err := p.runTests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var failed []string
+	for _, r := range results {
+		if !r.Passed {
+			failed = append(failed, r.Name+": "+r.Err)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("policy: %d of %d Rego tests failed: %s", len(failed), len(results), strings.Join(failed, "; "))
+	}
+	opts := []func(*rego.Rego){rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.GenerateJSON(keepTerm)}
+	for _, m := range p.policy {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	q, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	v := &Version{Revision: p.revision, Source: sourceName, Files: len(p.all), Tests: len(results), query: q}
+	var sc stateCache
+	for _, s := range Samples() {
+		if _, err := v.eval(ctx, &sc, &s.Input); err != nil {
+			return nil, fmt.Errorf("policy: sample input %q: %w", s.Name, err)
+		}
+	}
+	return v, nil
+}
+
+// keepTerm hands the result term back as it is: the decision is read from
+// the AST, without converting it to Go maps first.
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// eval evaluates the version on in and validates the decision.
+func (v *Version) eval(ctx context.Context, sc *stateCache, in *Input) (Decision, error) {
+	rs, err := v.query.Eval(ctx, rego.EvalParsedInput(sc.value(in)))
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{}, ErrUndefined
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: result is %T", ErrMalformed, rs[0].Expressions[0].Value)
+	}
+	d, err := parseDecision(t)
+	if err != nil {
+		return d, err
+	}
+	if d.Backend == BackendOllama && !in.State.Ollama.Configured {
+		return d, fmt.Errorf("%w: backend ollama but no Ollama is configured", ErrMalformed)
+	}
+	d.Revision = v.Revision
+	return d, nil
+}
+
+// EvalInput evaluates an input document given as JSON-like Go values (as
+// `guardian policy eval` reads it from a file) and returns the decision.
+func (v *Version) EvalInput(ctx context.Context, input any) (Decision, error) {
+	val, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: input: %w", err)
+	}
+	rs, err := v.query.Eval(ctx, rego.EvalParsedInput(val))
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{}, ErrUndefined
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: result is %T", ErrMalformed, rs[0].Expressions[0].Value)
+	}
+	d, err := parseDecision(t)
+	d.Revision = v.Revision
+	return d, err
+}

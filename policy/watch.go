@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// DefaultDebounce is how long a burst of file events must be quiet before
+// the directory is reloaded.
+const DefaultDebounce = 100 * time.Millisecond
+
+// Watcher keeps an engine serving the newest good version of a policy
+// directory. It reloads on inotify events (fsnotify) on the directory
+// itself, which sees both ways files get replaced in practice: editors
+// that write a temporary file and rename it over the old one, and
+// Kubernetes ConfigMap volumes, which write a new "..<timestamp>"
+// directory and atomically swap the "..data" symlink the files point
+// through. Events are debounced; an unchanged revision is not reloaded.
+type Watcher struct {
+	dir      string
+	engine   *Engine
+	log      *slog.Logger
+	debounce time.Duration
+
+	mu         sync.Mutex // serialises loads
+	failedRev  string     // last revision that failed, not retried until it changes
+	loadedRevs []string   // for tests: revisions swapped in, in order
+}
+
+// NewWatcher returns a watcher of dir for e. debounce 0 means
+// DefaultDebounce.
+func NewWatcher(dir string, e *Engine, log *slog.Logger, debounce time.Duration) *Watcher {
+	if debounce <= 0 {
+		debounce = DefaultDebounce
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{dir: dir, engine: e, log: log, debounce: debounce}
+}
+
+// Load compiles the directory (parse, Rego tests, sample inputs) and swaps
+// it in. On failure the engine keeps its version, the failure is logged
+// and counted (guardian_policy_reloads_total{result="failed"}), and the
+// error returned. A revision equal to the serving one is not reloaded.
+func (w *Watcher) Load(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fsys := os.DirFS(w.dir)
+	srcs, err := readSources(fsys)
+	if err != nil {
+		return w.failed("", err)
+	}
+	rev := revision(srcs)
+	if cur := w.engine.Current(); cur != nil && cur.Revision == rev {
+		return nil
+	}
+	if rev == w.failedRev {
+		return fmt.Errorf("policy: revision %s already rejected", rev)
+	}
+	v, err := Compile(ctx, fsys, w.dir)
+	if err != nil {
+		return w.failed(rev, err)
+	}
+	w.engine.Swap(v)
+	w.engine.metrics.Reload(true)
+	w.failedRev = ""
+	w.loadedRevs = append(w.loadedRevs, v.Revision)
+	w.log.Info("policy loaded", "dir", w.dir, "revision", v.Revision, "files", v.Files, "rego_tests", v.Tests)
+	return nil
+}
+
+func (w *Watcher) failed(rev string, err error) error {
+	w.failedRev = rev
+	w.engine.metrics.Reload(false)
+	kept := ""
+	if cur := w.engine.Current(); cur != nil {
+		kept = cur.Revision
+	}
+	w.log.Error("policy reload failed: keeping the last good version", "dir", w.dir, "revision", rev, "serving", kept, "err", err)
+	return err
+}
+
+// Run watches the directory until ctx ends. The first Load should have
+// been done (and checked) by the caller.
+func (w *Watcher) Run(ctx context.Context) error {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("policy: watch: %w", err)
+	}
+	defer fw.Close()
+	if err := fw.Add(w.dir); err != nil {
+		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			timer.Reset(w.debounce)
+		case err, ok := <-fw.Errors:
+			if !ok {
+				return nil
+			}
+			w.log.Warn("policy watch error", "dir", w.dir, "err", err)
+			timer.Reset(w.debounce)
+		case <-timer.C:
+			_ = w.Load(ctx) // logged and counted by Load
+		}
+	}
+}

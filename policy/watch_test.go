@@ -1,0 +1,89 @@
+package policy
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// syncBuffer is a log sink safe for the watcher's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeRenamed writes name the way editors do: a temporary file, then a
+// rename over the old one.
+func writeRenamed(t *testing.T, dir, name, text string) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".swp")
+	must(t, os.WriteFile(tmp, []byte(text), 0o644))
+	must(t, os.Rename(tmp, filepath.Join(dir, name)))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWatcherEditorRenameAndBadVersions(t *testing.T) {
+	dir := t.TempDir()
+	writeRenamed(t, dir, "p.rego", goodDecision)
+	var logs syncBuffer
+	m := NewMetrics(prometheus.NewRegistry())
+	e := NewEngine(nil, Options{Metrics: m})
+	w := NewWatcher(dir, e, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond)
+	must(t, w.Load(context.Background()))
+	first := e.Current().Revision
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(20 * time.Millisecond) // let Run add its watch
+
+	writeRenamed(t, dir, "p.rego", strings.Replace(goodDecision, `"fixed"`, `"second"`, 1))
+	waitFor(t, "the renamed file to load", func() bool { return e.Current().Revision != first })
+	in := &Input{Request: Request{Endpoint: "messages", Model: "m"}}
+	if d, err := e.Decide(context.Background(), in, ""); err != nil || d.Reason != "second" {
+		t.Fatalf("decision %+v, %v", d, err)
+	}
+	good := e.Current().Revision
+
+	writeRenamed(t, dir, "p.rego", "package guardian.route\ndecision := {")
+	waitFor(t, "the bad version to be rejected", func() bool { return testutil.ToFloat64(m.reloads.WithLabelValues("failed")) == 1 })
+	if e.Current().Revision != good {
+		t.Fatal("a bad version replaced the good one")
+	}
+	if !strings.Contains(logs.String(), "policy reload failed: keeping the last good version") || !strings.Contains(logs.String(), "serving="+good) {
+		t.Errorf("log: %s", logs.String())
+	}
+	if n := testutil.ToFloat64(m.reloads.WithLabelValues("ok")); n != 2 {
+		t.Errorf("reloads ok = %v", n)
+	}
+}
