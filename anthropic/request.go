@@ -64,6 +64,12 @@ type Request struct {
 	Images int
 	// EstimatedInputTokens is the estimator's count; see Estimate.
 	EstimatedInputTokens int64
+	// Conversation identifies the conversation: a hash (FNV-1a, stable
+	// across processes) of the prefix every turn starts with — the system
+	// prompt and the first message. Requests of one conversation share it,
+	// so they can stay on one account and keep hitting Anthropic's prompt
+	// cache.
+	Conversation uint64
 }
 
 type wireRequest struct {
@@ -151,6 +157,10 @@ func ParseRequest(body []byte, ep Endpoint) (*Request, error) {
 		}
 	}
 	r.EstimatedInputTokens = est.tokens()
+	h := fnvAdd(fnvOffset, w.System)
+	h = fnvAdd(h, []byte{0})
+	h = fnvAdd(h, w.Messages[0].Content)
+	r.Conversation = h
 	return r, nil
 }
 
@@ -301,4 +311,18 @@ func jsonTypeName(goKind string) string {
 		return "number"
 	}
 	return strconv.Quote(goKind)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnvAdd folds b into an FNV-1a 64 hash.
+func fnvAdd(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= fnvPrime
+	}
+	return h
 }

@@ -23,7 +23,7 @@ func TestParseRequestValid(t *testing.T) {
 		SystemBytes: len("You are terse."), Messages: 3, LastUserText: "and tomorrow?",
 		HasTools: true, Thinking: true, Images: 1}
 	got := *r
-	got.EstimatedInputTokens = 0
+	got.EstimatedInputTokens, got.Conversation = 0, 0 // tested on their own
 	if got != want {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
@@ -130,5 +130,23 @@ func TestErrorBodyAndRequestID(t *testing.T) {
 		if got := tt.t.Status(); got != tt.want {
 			t.Errorf("%s.Status() = %d, want %d", tt.t, got, tt.want)
 		}
+	}
+}
+
+func TestConversationKey(t *testing.T) {
+	conv := func(system, first, last string) uint64 {
+		body := `{"model":"m","max_tokens":5,"system":` + system + `,"messages":[{"role":"user","content":` + first + `},{"role":"assistant","content":"ok"},{"role":"user","content":` + last + `}]}`
+		r, err := ParseRequest([]byte(body), Messages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Conversation
+	}
+	a := conv(`"be brief"`, `"hello"`, `"next"`)
+	if a == 0 || a != conv(`"be brief"`, `"hello"`, `"a later turn"`) {
+		t.Error("later turns must not change the conversation key")
+	}
+	if a == conv(`"be verbose"`, `"hello"`, `"next"`) || a == conv(`"be brief"`, `"hi"`, `"next"`) {
+		t.Error("another system prompt or first message is another conversation")
 	}
 }

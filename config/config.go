@@ -27,6 +27,8 @@ type Config struct {
 	Ratelimit Ratelimit `yaml:"ratelimit"`
 	// Policy configures the routing policy (OPA Rego).
 	Policy Policy `yaml:"policy"`
+	// Pool configures admission to the key pool.
+	Pool Pool `yaml:"pool"`
 }
 
 // Listen holds the addresses of the three servers a guardian process runs.

@@ -104,6 +104,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad_log_level.yaml", `config: log.level: "verbose" is not one of debug, info, warn, error`},
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
 		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
+		{"pool_bad_output_reservation.yaml", `config: pool.output_reservation: "lots" is not max_tokens or a positive number of tokens`},
+		{"account_bad_class.yaml", `config: accounts[0].classes: "gpt" is not a model class (opus, sonnet, haiku)`},
 		{"bad_client_priority.yaml", `config: clients[0].priority: "urgent" is not high, normal or low`},
 		{"bad_policy_sample_rate.yaml", "config: policy.log_sample_rate: 2 is not between 0 and 1"},
 		{"ratelimit_bad_store.yaml", `config: ratelimit.store: "etcd" is not auto, memory or redis`},
@@ -204,5 +206,23 @@ func TestPolicySection(t *testing.T) {
 	}
 	if !c.Clients[0].AllowModelRewrite || c.Clients[0].Priority != "high" || c.Clients[1].AllowModelRewrite || c.Clients[1].Priority != "" {
 		t.Errorf("clients: %+v", c.Clients)
+	}
+}
+
+func TestPoolSection(t *testing.T) {
+	base := "clients: [{name: shop, key: k1}]\naccounts: [{name: org-a, limits: {rpm: 50}, keys: [{id: a1, key: sk-test-a1}]}]\n"
+	c, err := Parse([]byte(base), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Pool.MaxWait) != 30*time.Second || c.Pool.OutputTokens(4096) != 4096 || !c.Pool.AffinityOn() {
+		t.Errorf("defaults: %+v", c.Pool)
+	}
+	c, err = Parse([]byte("pool: {max_wait: 5s, output_reservation: 1024, affinity: false}\n"+base), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Pool.MaxWait) != 5*time.Second || c.Pool.OutputTokens(4096) != 1024 || c.Pool.OutputTokens(100) != 100 || c.Pool.AffinityOn() {
+		t.Errorf("set: %+v", c.Pool)
 	}
 }

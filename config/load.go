@@ -144,6 +144,7 @@ func (c *Config) applyDefaults() {
 		c.Log.Format = "json"
 	}
 	c.Ratelimit.applyDefaults()
+	c.Pool.applyDefaults()
 }
 
 // namePattern restricts tenant, account and key ids: they become header
@@ -194,6 +195,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway.shutdown_timeout: must be positive")
 	}
 	if err := c.validateRatelimit(); err != nil {
+		return err
+	}
+	if err := c.Pool.validate(); err != nil {
 		return err
 	}
 	if err := c.Policy.validate(); err != nil {

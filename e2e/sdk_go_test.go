@@ -34,7 +34,8 @@ var hello = anthropic.MessageNewParams{
 }
 
 // onlyPoolKeys checks that every request the fake received carried a pool
-// key in x-api-key, and never the gateway key or an internal header.
+// key in x-api-key, and never the gateway key or an internal header other
+// than the opaque request id.
 func onlyPoolKeys(t *testing.T, s *stack) []fakeanthropic.RecordedRequest {
 	t.Helper()
 	reqs := s.anthropic.Requests()
@@ -43,7 +44,9 @@ func onlyPoolKeys(t *testing.T, s *stack) []fakeanthropic.RecordedRequest {
 			t.Errorf("fake got credential %q in %q, want a pool key in x-api-key", r.Credential, r.CredentialHeader)
 		}
 		for name, vs := range r.Header {
-			if strings.HasPrefix(strings.ToLower(name), "x-guardian-") {
+			// x-guardian-request-id is kept on purpose: each retry attempt
+			// finds the request's reservation by it.
+			if n := strings.ToLower(name); strings.HasPrefix(n, "x-guardian-") && n != "x-guardian-request-id" {
 				t.Errorf("internal header %s reached Anthropic", name)
 			}
 			for _, v := range vs {
@@ -138,12 +141,13 @@ func TestGoSDKMalformedBody(t *testing.T) {
 	}
 }
 
-// TestGoSDKRetriedOn429: Anthropic answers the first attempt 429; Envoy's
-// retry policy retries it after retry-after (the upstream processor runs
-// again and picks a key for the new attempt) and the SDK sees the success.
+// TestGoSDKRetriedOn429: Anthropic answers the first attempt 429. The
+// upstream processor moves the request's reservation to the other account
+// and drops retry-after, so Envoy's retry policy retries at once (its short
+// back-off) with the other account's key, and the SDK sees the success.
 func TestGoSDKRetriedOn429(t *testing.T) {
 	s := startStack(t, stackOpts{})
-	s.anthropic.InjectNext(1, fakeanthropic.Fault{Kind: fakeanthropic.FaultRateLimited, RetryAfter: time.Second})
+	s.anthropic.InjectNext(1, fakeanthropic.Fault{Kind: fakeanthropic.FaultRateLimited, RetryAfter: 20 * time.Second})
 	msg, err := s.client(gatewayKey).Messages.New(context.Background(), hello)
 	if err != nil {
 		t.Fatalf("the caller saw the 429: %v", err)
@@ -155,10 +159,34 @@ func TestGoSDKRetriedOn429(t *testing.T) {
 	if len(reqs) != 2 || reqs[0].Status != 429 || reqs[1].Status != 200 {
 		t.Fatalf("fake saw %d requests: %+v", len(reqs), reqs)
 	}
+	if reqs[0].Credential == reqs[1].Credential {
+		t.Errorf("the retry used the refused account's key %q", reqs[0].Credential)
+	}
 	if got := reqs[1].Header.Get("x-envoy-attempt-count"); got != "2" {
 		t.Errorf("x-envoy-attempt-count on the retry = %q, want 2", got)
 	}
-	if wait := reqs[1].Time.Sub(reqs[0].Time); wait < 900*time.Millisecond {
-		t.Errorf("retry after %v: Envoy's rate_limited_retry_back_off should wait retry-after (1 s)", wait)
+	if wait := reqs[1].Time.Sub(reqs[0].Time); wait > 5*time.Second {
+		t.Errorf("retry after %v: with another account free it must not wait for retry-after (20 s)", wait)
+	}
+}
+
+// TestGoSDKRetryWaitsWhenNoAccountIsFree: both accounts answer 429; with no
+// account left the upstream processor keeps retry-after and Envoy's
+// rate_limited_retry_back_off waits for it before the next attempt.
+func TestGoSDKRetryWaitsWhenNoAccountIsFree(t *testing.T) {
+	s := startStack(t, stackOpts{})
+	s.anthropic.InjectNext(2, fakeanthropic.Fault{Kind: fakeanthropic.FaultRateLimited, RetryAfter: time.Second})
+	if _, err := s.client(gatewayKey).Messages.New(context.Background(), hello); err != nil {
+		t.Fatalf("the caller saw the 429: %v", err)
+	}
+	reqs := onlyPoolKeys(t, s)
+	if len(reqs) != 3 || reqs[0].Status != 429 || reqs[1].Status != 429 || reqs[2].Status != 200 {
+		t.Fatalf("fake saw %d requests: %+v", len(reqs), reqs)
+	}
+	if reqs[0].Credential == reqs[1].Credential {
+		t.Error("the first retry should have moved to the other account")
+	}
+	if wait := reqs[2].Time.Sub(reqs[1].Time); wait < 900*time.Millisecond {
+		t.Errorf("third attempt after %v: with every account refusing, Envoy must wait retry-after (1 s)", wait)
 	}
 }

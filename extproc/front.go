@@ -46,7 +46,8 @@ type Front struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
-	policy  *FrontPolicy // nil: every request to Claude unchanged
+	policy  *FrontPolicy    // nil: every request to Claude unchanged
+	admit   *FrontAdmission // nil: no reservation before sending
 }
 
 // NewFront builds the front processor.
@@ -74,6 +75,11 @@ type frontStream struct {
 	decision      policy.Decision
 	routeHeader   string
 	originalModel string
+	// Admission: the reservation held for the request (nil when none) and
+	// how long it waited for it.
+	reservation   *keypool.Reservation
+	reservedModel string
+	queueWait     time.Duration
 	// Response side.
 	status  int
 	account string
@@ -177,6 +183,11 @@ func (s *frontStream) ProcessRequestBody(ctx context.Context, b *extprocv3.HttpB
 		return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
 			"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
 			setHeader("x-should-retry", "false")), nil
+	}
+	if s.f.admit != nil && rt.backend == BackendClaude && s.endpoint == anthropic.Messages {
+		if resp := s.admit(ctx, rt.model); resp != nil {
+			return resp, nil
+		}
 	}
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{

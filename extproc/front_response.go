@@ -35,6 +35,9 @@ func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.Htt
 		mut.SetHeaders = []*corev3.HeaderValueOption{setHeader(HeaderRequestID, s.requestID)}
 	}
 	mut.SetHeaders = s.routeHeaders(mut.SetHeaders)
+	if s.reservation != nil {
+		mut.SetHeaders = append(mut.SetHeaders, s.queueWaitHeader())
+	}
 	s.observeUpstream()
 	if h.EndOfStream {
 		s.settle()
@@ -83,16 +86,27 @@ func (s *frontStream) settle() {
 	m := s.f.metrics
 	var usage anthropic.Usage
 	var upstreamErr *anthropic.Error
+	known := false
 	switch {
 	case s.sse:
 		usage, upstreamErr = s.stream.Usage(), s.stream.Err()
+		known = s.stream.Model() != "" // message_start was read
 	case len(s.body) > 0:
 		var err error
 		usage, upstreamErr, err = anthropic.ParseResponse(s.body)
+		known = err == nil
 		if err != nil && s.status < 300 {
 			s.f.log.Warn("response body not readable: usage unknown", "request_id", s.requestID, "err", err)
 		}
 	}
+	// Anthropic charged the request if it answered 2xx (a stream cut short
+	// included); anything else is refunded whole.
+	reached := s.status >= 200 && s.status < 300
+	if reached && !known && s.reservation != nil {
+		// Usage unknown: keep what was reserved rather than refund it.
+		usage = anthropic.Usage{InputTokens: s.reservation.Input, OutputTokens: s.reservation.Output}
+	}
+	s.settleReservation(usage, reached)
 	if s.outcome == "" {
 		s.outcome = OutcomeOK
 		if s.status >= 300 || upstreamErr != nil || s.status == 0 {

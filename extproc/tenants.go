@@ -11,6 +11,8 @@ import (
 // Tenant is an authenticated caller.
 type Tenant struct {
 	Name string
+	// Priority is the configured priority class: high, normal or low.
+	Priority string
 	// Policy is the tenant as the routing policy sees it (priority class,
 	// whether its model may be rewritten), built once.
 	Policy *policy.Tenant
@@ -30,7 +32,7 @@ func NewTenants(clients []config.Client) *Tenants {
 	t := &Tenants{}
 	for _, c := range clients {
 		t.digests = append(t.digests, sha256.Sum256([]byte(c.Key)))
-		t.tenants = append(t.tenants, &Tenant{Name: c.Name, Policy: policy.NewTenant(c.Name, c.Priority, c.AllowModelRewrite)})
+		t.tenants = append(t.tenants, &Tenant{Name: c.Name, Priority: c.Priority, Policy: policy.NewTenant(c.Name, c.Priority, c.AllowModelRewrite)})
 	}
 	return t
 }

@@ -3,8 +3,10 @@ package extproc
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -18,17 +20,27 @@ import (
 // headers SEND, response headers SEND and no bodies. It puts a pool key on
 // the attempt and learns from Anthropic's answer.
 //
-// It must not rely on headers it removed itself: Envoy hands every attempt
-// the same request header map, so a retry sees the previous attempt's
-// mutations.
+// Envoy hands every attempt the same request header map, so a retry sees
+// the previous attempt's mutations: the processor strips every internal
+// header except x-guardian-request-id (an opaque id that reaches Anthropic),
+// which each attempt needs to find the request's reservation.
 type Upstream struct {
-	pool *keypool.Pool
-	log  *slog.Logger
+	pool    *keypool.Pool
+	tickets keypool.Tickets // nil: no reservations, keys by Pick
+	log     *slog.Logger
 }
 
 // NewUpstream builds the upstream processor.
 func NewUpstream(pool *keypool.Pool, log *slog.Logger) *Upstream {
 	return &Upstream{pool: pool, log: log}
+}
+
+// WithTickets makes each attempt use the account the front reserved on
+// (tickets written by the front's admission), and move the reservation to
+// another account when Anthropic refuses the attempt.
+func (u *Upstream) WithTickets(t keypool.Tickets) *Upstream {
+	u.tickets = t
+	return u
 }
 
 // NewStream implements [StreamFactory].
@@ -40,21 +52,37 @@ type upstreamStream struct {
 	u         *Upstream
 	key       *keypool.Key
 	requestID string
+	ticket    keypool.Ticket
+	res       *keypool.Reservation // the reservation this attempt uses
 }
 
 // ProcessRequestHeaders implements [RequestHeadersProcessor].
-func (s *upstreamStream) ProcessRequestHeaders(_ context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
+func (s *upstreamStream) ProcessRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
 	remove := []string{"authorization"}
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		if k := hv.Key; strings.HasPrefix(k, InternalPrefix) {
 			if k == HeaderRequestID {
 				s.requestID = headerValue(hv)
+				continue // kept for the next attempts
 			}
 			remove = appendOnce(remove, k)
 		}
 	}
+	if s.u.tickets != nil && s.requestID != "" {
+		if t, ok, err := s.u.tickets.Get(ctx, s.requestID); err != nil {
+			s.u.log.Warn("reservation not readable: picking a key", "request_id", s.requestID, "err", err)
+		} else if ok {
+			s.ticket, s.res = t, s.u.pool.Resume(t)
+		}
+	}
+	if s.res != nil {
+		s.key = s.res.KeyFor()
+	}
+	if s.key == nil {
+		s.key = s.u.pool.Pick()
+	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: remove}
-	if s.key = s.u.pool.Pick(); s.key != nil {
+	if s.key != nil {
 		mut.SetHeaders = []*corev3.HeaderValueOption{setHeader("x-api-key", s.key.Secret())}
 	} else {
 		// Upstream filters cannot answer locally (Envoy ignores an
@@ -69,8 +97,12 @@ func (s *upstreamStream) ProcessRequestHeaders(_ context.Context, h *extprocv3.H
 
 // ProcessResponseHeaders implements [ResponseHeadersProcessor]: the status
 // and anthropic-ratelimit-* headers update the account; the account's name
-// goes back to the front processor in an internal header.
-func (s *upstreamStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
+// goes back to the front processor in an internal header. When Anthropic
+// refuses the attempt (429, 529, 5xx) and another account can take the
+// request, the reservation moves there and retry-after is removed, so that
+// Envoy retries at once (with its short back-off) instead of waiting for
+// this account's reset.
+func (s *upstreamStream) ProcessResponseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
 	if s.key == nil {
 		return continueResponseHeaders, nil
 	}
@@ -83,14 +115,45 @@ func (s *upstreamStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.
 		}
 		reading.Observe(hv.Key, headerValue(hv))
 	}
-	s.u.pool.Observe(s.key, status, &reading)
+	class := keypool.Sonnet
+	if s.res != nil {
+		class = s.res.Class
+	}
+	s.u.pool.ObserveClass(s.key, class, status, &reading)
+	mut := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+		setHeader(HeaderAccount, s.key.Account.Name),
+	}}
+	if refused(status) && s.res != nil {
+		if s.moveReservation(ctx) {
+			mut.RemoveHeaders = []string{"retry-after", "retry-after-ms"}
+		}
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-				setHeader(HeaderAccount, s.key.Account.Name),
-			}},
-		}},
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
 	}}, nil
+}
+
+// refused reports a status Envoy's retry policy retries and that consumed
+// nothing at Anthropic.
+func refused(status int) bool {
+	return status == http.StatusTooManyRequests || status == 529 || status >= 500
+}
+
+// moveReservation takes the request's reservation to another account with
+// headroom, for the retry; it reports whether it did.
+func (s *upstreamStream) moveReservation(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	moved, _, err := s.u.pool.Move(ctx, s.res, s.ticket.Model)
+	if err != nil || moved == nil {
+		return false
+	}
+	if err := s.u.tickets.Put(ctx, s.requestID, keypool.TicketOf(moved, s.ticket.Model)); err != nil {
+		// The retry would not find it: give it back.
+		_ = s.u.pool.Settle(ctx, moved, anthropic.Usage{}, false)
+		return false
+	}
+	return true
 }
 
 // Close implements [StreamProcessor].

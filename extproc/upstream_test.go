@@ -33,10 +33,13 @@ func TestUpstreamSetsPoolKeyAndStripsInternalHeaders(t *testing.T) {
 	if req.set["x-api-key"] != poolKeyA1 {
 		t.Errorf("x-api-key = %q, want the first pool key", req.set["x-api-key"])
 	}
-	for _, name := range []string{"authorization", HeaderTenant, HeaderRequestID, HeaderBackend} {
+	for _, name := range []string{"authorization", HeaderTenant, HeaderBackend} {
 		if !req.removes(name) {
 			t.Errorf("%s must not reach Anthropic (removes %v)", name, req.remove)
 		}
+	}
+	if req.removes(HeaderRequestID) {
+		t.Error("x-guardian-request-id must survive for the next attempts")
 	}
 	if resp.set[HeaderAccount] != "org-a" {
 		t.Errorf("account header = %q", resp.set[HeaderAccount])

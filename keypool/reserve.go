@@ -221,15 +221,20 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 	return nil
 }
 
-// Move refunds r (its account refused the attempt) and reserves the same
-// need on another account, for a retry. It returns a nil reservation when
-// no other account can take it now, with how long until one should (zero:
-// there is no other account).
+// Move takes r's need to another account, for a retry after r's account
+// refused the attempt: it reserves there first and only then refunds r. It
+// returns a nil reservation, leaving r in place, when no other account can
+// take it now, with how long until one should (zero: there is no other
+// account).
 func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reservation, time.Duration, error) {
-	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
-		return nil, 0, err
+	moved, wait, err := p.Reserve(ctx, Need{Model: model, Input: r.Input, Output: r.Output, Exclude: r.Account})
+	if err != nil || moved == nil {
+		return nil, wait, err
 	}
-	return p.Reserve(ctx, Need{Model: model, Input: r.Input, Output: r.Output, Exclude: r.Account})
+	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
+		p.log.Warn("refund of a moved reservation failed", "account", r.Account.Name, "err", err)
+	}
+	return moved, 0, nil
 }
 
 func (p *Pool) release(a *Account) {

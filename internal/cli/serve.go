@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/claude-guardian/claude-guardian/admission"
 	"github.com/claude-guardian/claude-guardian/config"
 	"github.com/claude-guardian/claude-guardian/deploy/local"
 	"github.com/claude-guardian/claude-guardian/extproc"
@@ -114,7 +115,12 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	pool := keypool.New(cfg.Accounts, keypool.Options{Logger: log, Metrics: keypool.NewMetrics(reg)})
+	state, err := newPoolState(cfg)
+	if err != nil {
+		return err
+	}
+	defer state.close()
+	pool := keypool.New(cfg.Accounts, keypool.Options{Logger: log, Metrics: keypool.NewMetrics(reg), Engine: state.engine})
 	if !pool.Usable() {
 		log.Warn("no pool key is usable: requests will get 503 until a key is configured")
 	}
@@ -123,12 +129,20 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 		MaxRequestBytes:      cfg.Gateway.MaxRequestBytes,
 		MaxResponseScanBytes: cfg.Gateway.MaxResponseScanBytes,
 	}, extproc.NewTenants(cfg.Clients), pool, log, m)
+	front.WithAdmission(extproc.FrontAdmission{
+		Queue:        admission.New(pool, admission.NewMetrics(reg)),
+		Pool:         pool,
+		Tickets:      state.tickets,
+		MaxWait:      time.Duration(cfg.Pool.MaxWait),
+		OutputTokens: cfg.Pool.OutputTokens,
+		Affinity:     cfg.Pool.AffinityOn(),
+	})
 	stopPolicy, err := attachPolicy(ctx, cfg, log, reg, pool, front)
 	if err != nil {
 		return err
 	}
 	defer stopPolicy()
-	epServer := extproc.NewServer(front, extproc.NewUpstream(pool, log), log, m)
+	epServer := extproc.NewServer(front, extproc.NewUpstream(pool, log).WithTickets(state.tickets), log, m)
 
 	epLis, err := net.Listen("tcp", cfg.Listen.ExtProc)
 	if err != nil {

@@ -1,0 +1,58 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Pool configures how requests are admitted to the key pool.
+type Pool struct {
+	// MaxWait is how long a request may wait in the admission queue for
+	// capacity before it gets a 429 with retry-after (default 30 s, the
+	// article's; the routing policy can lower it per request).
+	MaxWait Duration `yaml:"max_wait"`
+	// OutputReservation is how many output tokens a request reserves:
+	// "max_tokens" (the default, safe whether Anthropic counts output at
+	// the start or as produced) or a number N, meaning min(max_tokens, N).
+	OutputReservation string `yaml:"output_reservation"`
+	// Affinity keeps a conversation (system prompt and first message) on
+	// the account it used while that account has headroom, so Anthropic's
+	// prompt cache keeps hitting. Default true.
+	Affinity *bool `yaml:"affinity"`
+}
+
+// DefaultMaxWait is the admission queue's default deadline.
+const DefaultMaxWait = Duration(30 * time.Second)
+
+// OutputTokens returns the output reservation for a request's max_tokens.
+func (p Pool) OutputTokens(maxTokens int64) int64 {
+	if n, err := strconv.ParseInt(p.OutputReservation, 10, 64); err == nil {
+		return min(maxTokens, n)
+	}
+	return maxTokens
+}
+
+// AffinityOn reports whether conversation affinity is on.
+func (p Pool) AffinityOn() bool { return p.Affinity == nil || *p.Affinity }
+
+func (p *Pool) applyDefaults() {
+	if p.MaxWait == 0 {
+		p.MaxWait = DefaultMaxWait
+	}
+	if p.OutputReservation == "" {
+		p.OutputReservation = "max_tokens"
+	}
+}
+
+func (p *Pool) validate() error {
+	if p.MaxWait < 0 {
+		return fmt.Errorf("pool.max_wait: must not be negative")
+	}
+	if p.OutputReservation != "max_tokens" {
+		if n, err := strconv.ParseInt(p.OutputReservation, 10, 64); err != nil || n < 1 {
+			return fmt.Errorf("pool.output_reservation: %q is not max_tokens or a positive number of tokens", p.OutputReservation)
+		}
+	}
+	return nil
+}
