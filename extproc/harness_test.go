@@ -17,8 +17,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/claude-guardian/claude-guardian/admission"
 	"github.com/claude-guardian/claude-guardian/config"
 	"github.com/claude-guardian/claude-guardian/keypool"
+	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,6 +36,7 @@ const (
 type harness struct {
 	client   extprocv3.ExternalProcessorClient
 	pool     *keypool.Pool
+	tickets  *keypool.MemoryTickets // with admit
 	metrics  *Metrics
 	poolMetr *keypool.Metrics
 	now      time.Time
@@ -44,6 +47,8 @@ type harnessOpts struct {
 	accounts        []config.Account
 	clients         []config.Client             // default: shop and search
 	policy          func(*harness) *FrontPolicy // nil: no routing policy
+	admit           bool                        // reserve before sending (memory buckets on the harness clock)
+	maxWait         time.Duration               // admission deadline (default 2 s)
 }
 
 func defaultAccounts() []config.Account {
@@ -66,7 +71,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := &harness{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 	h.poolMetr = keypool.NewMetrics(prometheus.NewRegistry())
-	h.pool = keypool.New(o.accounts, keypool.Options{Logger: log, Metrics: h.poolMetr, Now: func() time.Time { return h.now }})
+	clock := func() time.Time { return h.now }
+	h.pool = keypool.New(o.accounts, keypool.Options{Logger: log, Metrics: h.poolMetr, Now: clock, Engine: bucket.NewMemory(clock)})
 	h.metrics = NewMetrics(prometheus.NewRegistry())
 	if o.clients == nil {
 		o.clients = []config.Client{{Name: "shop", Key: shopKey}, {Name: "search", Key: searchKey}}
@@ -75,8 +81,18 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.policy != nil {
 		front.WithPolicy(*o.policy(h))
 	}
+	upstream := NewUpstream(h.pool, log)
+	if o.admit {
+		if o.maxWait == 0 {
+			o.maxWait = 2 * time.Second
+		}
+		h.tickets = keypool.NewMemoryTickets(time.Hour, nil)
+		front.WithAdmission(FrontAdmission{Queue: admission.New(h.pool, nil), Pool: h.pool, Tickets: h.tickets,
+			MaxWait: o.maxWait, Affinity: true})
+		upstream.WithTickets(h.tickets)
+	}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(int(o.maxRequestBytes) + 1<<20))
-	extprocv3.RegisterExternalProcessorServer(srv, NewServer(front, NewUpstream(h.pool, log), log, h.metrics))
+	extprocv3.RegisterExternalProcessorServer(srv, NewServer(front, upstream, log, h.metrics))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

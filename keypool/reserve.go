@@ -266,3 +266,22 @@ type classState struct {
 	reading   anthropic.RateLimitReading
 	readAt    time.Time
 }
+
+// Remaining is what the account's own buckets hold now for class c:
+// requests, input tokens and output tokens (-1 for an axis without a
+// configured limit). It takes nothing.
+func (p *Pool) Remaining(ctx context.Context, a *Account, c Class) ([3]int64, error) {
+	out := [3]int64{-1, -1, -1}
+	reqs := a.requests(c, 0, 0, 0)
+	if len(reqs) == 0 {
+		return out, nil
+	}
+	d, err := p.engine.Peek(ctx, reqs)
+	if err != nil {
+		return out, fmt.Errorf("keypool: remaining on %s: %w", a.Name, err)
+	}
+	for i, ax := range a.buckets[c].axes {
+		out[ax] = d.Buckets[i].Remaining
+	}
+	return out, nil
+}

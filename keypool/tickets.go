@@ -164,3 +164,14 @@ func (s *RedisTickets) Delete(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// IDs lists the stored request ids (for tests and debugging).
+func (s *MemoryTickets) IDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.m))
+	for id := range s.m {
+		ids = append(ids, id)
+	}
+	return ids
+}
