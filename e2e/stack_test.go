@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +47,10 @@ type stack struct {
 
 type stackOpts struct {
 	accounts []fakeanthropic.Account
+	// rules, when set, runs guardian's RLS with this rules file (domain
+	// claude-guardian) instead of leaving Envoy's ratelimit filter to fail
+	// open.
+	rules string
 }
 
 func startStack(t *testing.T, o stackOpts) *stack {
@@ -70,7 +76,15 @@ func startStack(t *testing.T, o stackOpts) *stack {
 	ollamaSrv := httptest.NewServer(fo)
 	t.Cleanup(ollamaSrv.Close)
 
-	cfg, err := config.Parse([]byte(guardianYAML), os.LookupEnv)
+	yamlText := guardianYAML
+	if o.rules != "" {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(o.rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		yamlText = strings.Replace(yamlText, `ratelimit: ""`, `ratelimit: "127.0.0.1:0"`, 1) + "ratelimit: {config_dir: " + dir + "}\n"
+	}
+	cfg, err := config.Parse([]byte(yamlText), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +118,7 @@ func startStack(t *testing.T, o stackOpts) *stack {
 			"anthropic":          hostPort(anthropicSrv.URL),
 			"ollama":             hostPort(ollamaSrv.URL),
 			"guardian_extproc":   l.ExtProc,
-			"guardian_ratelimit": closedPort(t),
+			"guardian_ratelimit": rlsAddr(t, l),
 		},
 		RootCAs: roots,
 		Logger:  log,
@@ -122,6 +136,15 @@ func startStack(t *testing.T, o stackOpts) *stack {
 func hostPort(url string) string {
 	u, _ := http.NewRequest("GET", url, nil)
 	return u.URL.Host
+}
+
+// rlsAddr is guardian's RLS, or a closed port when it does not run (Envoy's
+// ratelimit filter then fails open).
+func rlsAddr(t *testing.T, l cli.Listening) string {
+	if l.RateLimit != "" {
+		return l.RateLimit
+	}
+	return closedPort(t)
 }
 
 // closedPort returns a loopback address nothing listens on.

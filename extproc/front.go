@@ -27,8 +27,11 @@ import (
 const MetadataNamespace = "claude-guardian"
 
 // MetadataKeys are the keys the front processor writes in
-// MetadataNamespace.
-var MetadataKeys = []string{"tenant", "request_id", "backend", "model", "input_tokens_estimate", "max_tokens"}
+// MetadataNamespace: on the request body, and (the last three) when the
+// response ends — the correction of the input-token estimate with the real
+// usage, for the ratelimit filter's apply_on_stream_done descriptors.
+var MetadataKeys = []string{"tenant", "request_id", "backend", "model", "input_tokens_estimate", "max_tokens",
+	"input_tokens_actual", "input_tokens_refund", "input_tokens_extra"}
 
 // FrontConfig holds the front processor's limits.
 type FrontConfig struct {
@@ -88,6 +91,10 @@ type frontStream struct {
 	body    []byte // non-streaming response, up to MaxResponseScanBytes
 	tooBig  bool
 	settled bool
+	// rateLimited: the response is the ratelimit filter's local 429.
+	rateLimited bool
+	// itpm is what the response counted toward ITPM, once settled.
+	itpm int64
 }
 
 // ProcessRequestHeaders implements [RequestHeadersProcessor]. It strips

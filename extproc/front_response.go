@@ -9,6 +9,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/claude-guardian/claude-guardian/anthropic"
 )
 
@@ -26,6 +28,8 @@ func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.Htt
 		case k == HeaderAccount:
 			s.account = headerValue(hv)
 			remove = appendOnce(remove, k)
+		case k == "x-envoy-ratelimited":
+			s.rateLimited = true // the ratelimit filter's own 429: nothing was charged
 		case strings.HasPrefix(k, InternalPrefix):
 			remove = appendOnce(remove, k)
 		}
@@ -39,12 +43,14 @@ func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.Htt
 		mut.SetHeaders = append(mut.SetHeaders, s.queueWaitHeader())
 	}
 	s.observeUpstream()
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
+	}}
 	if h.EndOfStream {
 		s.settle()
+		resp.DynamicMetadata = s.correction()
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
-	}}, nil
+	return resp, nil
 }
 
 // ProcessResponseBody implements [ResponseBodyProcessor]. In STREAMED mode
@@ -62,8 +68,40 @@ func (s *frontStream) ProcessResponseBody(_ context.Context, b *extprocv3.HttpBo
 	}
 	if b.EndOfStream {
 		s.settle()
+		if md := s.correction(); md != nil {
+			return &extprocv3.ProcessingResponse{
+				Response:        &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}},
+				DynamicMetadata: md,
+			}, nil
+		}
 	}
 	return continueResponseBody, nil
+}
+
+// correction is the metadata that corrects the ratelimit filter's input
+// token count at the end of the stream (apply_on_stream_done): the
+// estimate it was charged, minus (refund) or plus (extra) what Anthropic
+// counted toward ITPM. A request Anthropic did not answer 2xx, or that the
+// ratelimit filter itself refused, counts nothing.
+func (s *frontStream) correction() *structpb.Struct {
+	if s.req == nil || s.req.EstimatedInputTokens == 0 {
+		return nil
+	}
+	est, act := s.req.EstimatedInputTokens, int64(0)
+	switch {
+	case s.rateLimited:
+		est = 0 // the filter refused before charging
+	case s.status >= 200 && s.status < 300:
+		act = s.itpm
+	}
+	str := func(n int64) *structpb.Value { return structpb.NewStringValue(strconv.FormatInt(n, 10)) }
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"input_tokens_actual": str(act),
+			"input_tokens_refund": str(max(0, est-act)),
+			"input_tokens_extra":  str(max(0, act-est)),
+		}}),
+	}}
 }
 
 // Close implements [StreamProcessor]: a stream that ends before its
@@ -107,6 +145,7 @@ func (s *frontStream) settle() {
 		usage = anthropic.Usage{InputTokens: s.reservation.Input, OutputTokens: s.reservation.Output}
 	}
 	s.settleReservation(usage, reached)
+	s.itpm = usage.ITPMTokens()
 	if s.outcome == "" {
 		s.outcome = OutcomeOK
 		if s.status >= 300 || upstreamErr != nil || s.status == 0 {

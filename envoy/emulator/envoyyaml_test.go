@@ -173,15 +173,18 @@ func TestEnvoyYAML_RequestThroughAllFilters(t *testing.T) {
 		t.Fatalf("upstream request host %q headers %v tls %v", req.Host, req.Header, req.TLS != nil)
 	}
 	reqs := g.rls.requests()
-	if len(reqs) != 1 || reqs[0].GetDomain() != "claude-guardian" || len(reqs[0].GetDescriptors()) != 2 {
+	if len(reqs) != 1 || reqs[0].GetDomain() != "claude-guardian" || len(reqs[0].GetDescriptors()) != 3 {
 		t.Fatalf("RLS requests %v", reqs)
 	}
-	d0, d1 := reqs[0].GetDescriptors()[0], reqs[0].GetDescriptors()[1]
+	d0, d1, d2 := reqs[0].GetDescriptors()[0], reqs[0].GetDescriptors()[1], reqs[0].GetDescriptors()[2]
 	if d0.GetEntries()[0].GetValue() != "acme" || d0.GetEntries()[1].GetValue() != "requests" || d0.GetHitsAddend() != nil {
 		t.Errorf("descriptor 0 %v", d0)
 	}
-	if d1.GetEntries()[1].GetValue() != "input_tokens" || d1.GetHitsAddend().GetValue() != 42 {
+	if d1.GetEntries()[1].GetValue() != "requests_per_day" || d1.GetHitsAddend() != nil {
 		t.Errorf("descriptor 1 %v", d1)
+	}
+	if d2.GetEntries()[1].GetValue() != "input_tokens" || d2.GetHitsAddend().GetValue() != 42 {
+		t.Errorf("descriptor 2 %v", d2)
 	}
 	waitStat(t, g.e, "cluster.guardian_ratelimit.ratelimit.ok", 1)
 	waitStat(t, g.e, "http.claude_gateway.ext_proc.streams_started", 1)
@@ -195,7 +198,7 @@ func TestExtProc_SendAndReceiveDynamicMetadata(t *testing.T) {
 		metadata: map[string]any{"not-received": map[string]any{"input_tokens_estimate": 42}}}, okRLS, nil)
 	do(t, g.e, "POST", "/v1/messages", messages, nil)
 	reqs := g.rls.requests()
-	if len(reqs) != 1 || len(reqs[0].GetDescriptors()) != 1 {
+	if len(reqs) != 1 || len(reqs[0].GetDescriptors()) != 2 {
 		t.Fatalf("RLS requests %v", reqs)
 	}
 }
@@ -342,13 +345,40 @@ func TestRateLimit_ApplyOnStreamDone(t *testing.T) {
 		t.Fatalf("status %d", r.status)
 	}
 	reqs := waitRLS(g, 2)
-	if len(reqs) != 2 || len(reqs[0].GetDescriptors()) != 2 || len(reqs[1].GetDescriptors()) != 1 {
+	// The shipped stream-done corrections are dropped: their metadata
+	// (input_tokens_refund/extra) is absent here.
+	if len(reqs) != 2 || len(reqs[0].GetDescriptors()) != 3 || len(reqs[1].GetDescriptors()) != 1 {
 		t.Fatalf("RLS requests %v", reqs)
 	}
 	d := reqs[1].GetDescriptors()[0]
 	if d.GetEntries()[0].GetValue() != "acme" || d.GetEntries()[1].GetValue() != "correction" ||
 		d.GetHitsAddend().GetValue() != 3 || !d.GetIsNegativeHits() {
 		t.Fatalf("stream-done descriptor %v", d)
+	}
+}
+
+// TestEnvoyYAML_StreamDoneCorrections: the shipped envoy.yaml sends the
+// front processor's end-of-stream correction of the input-token estimate:
+// a refund (negative hits) and an extra charge (guardian_adjust), keyed on
+// the tenant from dynamic metadata.
+func TestEnvoyYAML_StreamDoneCorrections(t *testing.T) {
+	g := startGuardian(t, frontScript{tenant: "acme", backend: "claude",
+		metadata: map[string]any{"claude-guardian": map[string]any{"input_tokens_estimate": "50", "tenant": "acme",
+			"input_tokens_refund": "30", "input_tokens_extra": "0"}}}, okRLS, nil)
+	if r := do(t, g.e, "POST", "/v1/messages", messages, nil); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	reqs := waitRLS(g, 2)
+	if len(reqs) != 2 || len(reqs[1].GetDescriptors()) != 2 {
+		t.Fatalf("RLS requests %v", reqs)
+	}
+	refund, extra := reqs[1].GetDescriptors()[0], reqs[1].GetDescriptors()[1]
+	if refund.GetEntries()[0].GetValue() != "acme" || refund.GetEntries()[1].GetValue() != "input_tokens" ||
+		refund.GetHitsAddend().GetValue() != 30 || !refund.GetIsNegativeHits() {
+		t.Errorf("refund descriptor %v", refund)
+	}
+	if len(extra.GetEntries()) != 3 || extra.GetEntries()[2].GetKey() != "guardian_adjust" || extra.GetHitsAddend().GetValue() != 0 || extra.GetIsNegativeHits() {
+		t.Errorf("extra descriptor %v", extra)
 	}
 }
 
