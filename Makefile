@@ -32,6 +32,13 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem $(PKGS)
 
+# The key-pool benchmark: guardian (through the Envoy emulator) and two
+# baseline strategies against the fake Anthropic, 8 Tier-1 accounts, load
+# offered at 1.5× capacity for POOL_DURATION (about 3 × that in all).
+POOL_DURATION ?= 60s
+bench-pool:
+	$(GO) run ./cmd/poolbench -duration $(POOL_DURATION)
+
 bench-ci:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem $(PKGS)
 
