@@ -5,7 +5,7 @@ PKGS    := ./...
 # CI runs every benchmark once so a broken one fails; `make bench` measures.
 BENCHTIME ?= 2s
 
-.PHONY: build run test test-short bench bench-ci bench-rls lint fmt clean e2e-deps
+.PHONY: build run test test-short bench bench-ci bench-rls bench-pool lint fmt clean e2e-deps
 
 build:
 	$(GO) build -o $(BIN) ./cmd/guardian
