@@ -19,9 +19,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant"}),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "guardian", Subsystem: "queue", Name: "wait_seconds",
-			Help:    "Time from arrival to admission or rejection, by outcome (admitted, deadline, too_large, no_key, cancelled, error).",
+			Help:    "Time from arrival to admission or rejection, per tenant and outcome (admitted, deadline, too_large, no_key, cancelled, error).",
 			Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60},
-		}, []string{"outcome"}),
+		}, []string{"tenant", "outcome"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "guardian", Subsystem: "queue", Name: "rejections_total",
 			Help: "Requests not admitted, per tenant and reason.",

@@ -159,7 +159,7 @@ func (q *Queue) finish(t Ticket, start time.Time, r *keypool.Reservation, err er
 	} else if err != nil {
 		outcome = "error"
 	}
-	q.metrics.wait.WithLabelValues(outcome).Observe(waited.Seconds())
+	q.metrics.wait.WithLabelValues(t.Tenant, outcome).Observe(waited.Seconds())
 	return r, err
 }
 

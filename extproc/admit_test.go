@@ -170,7 +170,10 @@ func TestUpstreamMovesReservationOn429(t *testing.T) {
 	if t2.Account == t1.Account {
 		t.Fatalf("reservation stayed on %s", t1.Account)
 	}
-	req2, resp2 := upstreamAttempt(t, h, []string{HeaderRequestID, id}, []string{":status", "200"})
+	req2, resp2 := upstreamAttempt(t, h, []string{HeaderRequestID, id, "x-envoy-attempt-count", "2"}, []string{":status", "200"})
+	if got := testutil.ToFloat64(h.poolMetr.RetriesCounter(t2.Account)); got != 1 {
+		t.Errorf("retries counted on %s: %v", t2.Account, got)
+	}
 	if req1.set["x-api-key"] == req2.set["x-api-key"] || resp2.set[HeaderAccount] != t2.Account {
 		t.Errorf("attempt 1 key %q, attempt 2 key %q on %s", req1.set["x-api-key"], req2.set["x-api-key"], resp2.set[HeaderAccount])
 	}

@@ -59,7 +59,11 @@ type upstreamStream struct {
 // ProcessRequestHeaders implements [RequestHeadersProcessor].
 func (s *upstreamStream) ProcessRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
 	remove := []string{"authorization"}
+	retry := false
 	for _, hv := range h.GetHeaders().GetHeaders() {
+		if hv.Key == "x-envoy-attempt-count" {
+			retry = headerValue(hv) != "1"
+		}
 		if k := hv.Key; strings.HasPrefix(k, InternalPrefix) {
 			if k == HeaderRequestID {
 				s.requestID = headerValue(hv)
@@ -82,6 +86,9 @@ func (s *upstreamStream) ProcessRequestHeaders(ctx context.Context, h *extprocv3
 		s.key = s.u.pool.Pick()
 	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: remove}
+	if s.key != nil && retry {
+		s.u.pool.Metrics().Retried(s.key.Account.Name)
+	}
 	if s.key != nil {
 		mut.SetHeaders = []*corev3.HeaderValueOption{setHeader("x-api-key", s.key.Secret())}
 	} else {

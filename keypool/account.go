@@ -19,7 +19,7 @@ type classBuckets struct {
 }
 
 func newAccount(ca config.Account) *Account {
-	a := &Account{Name: ca.Name, Limits: ca.Limits, weight: ca.Weight,
+	a := &Account{Name: ca.Name, Limits: ca.Limits, weight: ca.Weight, health: 1,
 		limits: classLimits(ca), buckets: map[Class]*classBuckets{}, classes: map[Class]*classState{}}
 	if a.weight == 0 {
 		a.weight = 1
@@ -59,13 +59,14 @@ func (a *Account) requests(c Class, rpm, in, out int64) []bucket.Request {
 }
 
 // remember keeps what a decision said of the class's buckets.
-func (a *Account) remember(c Class, d bucket.Decision) {
+func (a *Account) remember(c Class, d bucket.Decision, m *Metrics) {
 	b, st := a.buckets[c], a.classes[c]
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for i, ax := range b.axes {
 		if i < len(d.Buckets) {
 			st.remaining[ax] = d.Buckets[i].Remaining
+			m.headroom.WithLabelValues(a.Name, string(c), axisNames[ax]).Set(float64(d.Buckets[i].Remaining))
 		}
 	}
 }

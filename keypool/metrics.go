@@ -18,6 +18,10 @@ type Metrics struct {
 	actual            *prometheus.CounterVec
 	limitReported     *prometheus.GaugeVec
 	reservations      *prometheus.CounterVec
+	headroom          *prometheus.GaugeVec
+	inflight          *prometheus.GaugeVec
+	health            *prometheus.GaugeVec
+	retries           *prometheus.CounterVec
 }
 
 // NewMetrics creates the pool's collectors and registers them on reg
@@ -61,9 +65,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Namespace: "guardian", Subsystem: "account", Name: "reservations_total",
 		Help: "Reservation attempts per account and result (taken, denied).",
 	}, []string{"account", "result"})
+	m.headroom = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "headroom",
+		Help: "What the account's own buckets held after its last decision, per class and axis (rpm, itpm, otpm).",
+	}, []string{"account", "class", "axis"})
+	m.inflight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "in_flight",
+		Help: "Requests holding a reservation on the account (this replica).",
+	}, []string{"account"})
+	m.health = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "guardian", Subsystem: "account", Name: "health",
+		Help: "Share of the account's recent answers that were not 429/5xx (exponentially weighted, 1 = healthy).",
+	}, []string{"account"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "guardian", Subsystem: "upstream", Name: "retries_total",
+		Help: "Upstream attempts after the first (x-envoy-attempt-count > 1), per account used.",
+	}, []string{"account"})
 	if reg != nil {
 		reg.MustRegister(m.limit, m.remaining, m.coolUntil, m.keyDisabled, m.upstreamResponses,
-			m.reserved, m.actual, m.limitReported, m.reservations)
+			m.reserved, m.actual, m.limitReported, m.reservations, m.headroom, m.inflight, m.health, m.retries)
 	}
 	return m
 }
@@ -84,4 +104,12 @@ func (m *Metrics) RemainingGauge(account, axis string) prometheus.Gauge {
 // DisabledGauge returns the disabled gauge of a key.
 func (m *Metrics) DisabledGauge(account, keyID string) prometheus.Gauge {
 	return m.keyDisabled.WithLabelValues(account, keyID)
+}
+
+// Retried counts an upstream attempt after the first on account.
+func (m *Metrics) Retried(account string) { m.retries.WithLabelValues(account).Inc() }
+
+// RetriesCounter returns the retries counter of an account (tests).
+func (m *Metrics) RetriesCounter(account string) prometheus.Counter {
+	return m.retries.WithLabelValues(account)
 }

@@ -52,7 +52,8 @@ type Account struct {
 	reading   anthropic.RateLimitReading
 	readAt    time.Time
 	coolUntil time.Time
-	failures  int // consecutive 529/5xx answers
+	failures  int     // consecutive 529/5xx answers
+	health    float64 // EWMA of answers that were not 429/5xx
 	mismatch  map[string]int64
 }
 
@@ -208,6 +209,12 @@ func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitR
 	case status >= 200 && status < 300:
 		a.failures = 0
 	}
+	ok := 1.0
+	if status == http.StatusTooManyRequests || status >= 500 {
+		ok = 0
+	}
+	a.health += healthWeight * (ok - a.health)
+	health := a.health
 	if cool.After(a.coolUntil) {
 		a.coolUntil = cool
 	} else {
@@ -220,6 +227,7 @@ func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitR
 			p.metrics.remaining.WithLabelValues(a.Name, ax.String()).Set(float64(x.Remaining))
 		}
 	}
+	p.metrics.health.WithLabelValues(a.Name).Set(health)
 	if !cool.IsZero() {
 		p.metrics.coolUntil.WithLabelValues(a.Name).Set(float64(cool.UnixMilli()) / 1000)
 		// Wake waiters when the cool-down ends.
@@ -261,6 +269,19 @@ func (p *Pool) checkLimits(a *Account, c Class, r *anthropic.RateLimitReading) {
 		}
 	}
 }
+
+// healthWeight is the weight of the newest answer in an account's health.
+const healthWeight = 0.1
+
+// Health is the account's recent share of answers that were not 429/5xx.
+func (a *Account) Health() float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.health
+}
+
+// Metrics returns the pool's metrics.
+func (p *Pool) Metrics() *Metrics { return p.metrics }
 
 // disable takes k out of service; it reports whether k was in service.
 func (p *Pool) disable(k *Key, reason string) bool {

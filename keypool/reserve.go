@@ -86,10 +86,10 @@ func (p *Pool) Reserve(ctx context.Context, need Need) (*Reservation, time.Durat
 			lastErr = err
 			continue
 		}
-		a.remember(class, d)
+		a.remember(class, d, p.metrics)
 		p.metrics.reservations.WithLabelValues(a.Name, result(d.Allowed)).Inc()
 		if d.Allowed {
-			a.inflight.Add(1)
+			p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(1)))
 			if need.Affinity != 0 {
 				p.affinity.Store(need.Affinity, a)
 			}
@@ -217,7 +217,7 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 	if err != nil {
 		return fmt.Errorf("keypool: settle on %s: %w", r.Account.Name, err)
 	}
-	r.Account.remember(r.Class, d)
+	r.Account.remember(r.Class, d, p.metrics)
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reserva
 }
 
 func (p *Pool) release(a *Account) {
-	a.inflight.Add(-1)
+	p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(-1)))
 	p.notify()
 }
 

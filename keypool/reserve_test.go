@@ -292,3 +292,28 @@ func TestClassLimitsAndWeights(t *testing.T) {
 		}
 	}
 }
+
+func TestAccountGauges(t *testing.T) {
+	p, _, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "k"}}})
+	r := mustReserve(t, p, Need{Model: "m", Input: 1000, Output: 500})
+	m := p.metrics
+	if got := testutil.ToFloat64(m.inflight.WithLabelValues("org-a")); got != 1 {
+		t.Errorf("in_flight %v", got)
+	}
+	if got := testutil.ToFloat64(m.headroom.WithLabelValues("org-a", "sonnet", "itpm")); got != 29000 {
+		t.Errorf("headroom itpm %v", got)
+	}
+	p.Settle(context.Background(), r, anthropic.Usage{InputTokens: 1000, OutputTokens: 500}, true)
+	if got := testutil.ToFloat64(m.inflight.WithLabelValues("org-a")); got != 0 {
+		t.Errorf("in_flight after settling %v", got)
+	}
+	var none anthropic.RateLimitReading
+	p.ObserveClass(p.Key("a1"), Sonnet, 429, &none)
+	if h := p.Accounts()[0].Health(); h != 0.9 {
+		t.Errorf("health after one 429 = %v, want 0.9", h)
+	}
+	p.ObserveClass(p.Key("a1"), Sonnet, 200, &none)
+	if got := testutil.ToFloat64(m.health.WithLabelValues("org-a")); got != 0.91 {
+		t.Errorf("health gauge %v, want 0.91", got)
+	}
+}
