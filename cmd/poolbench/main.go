@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	seed := fs.Uint64("seed", 1, "workload seed")
 	strategies := fs.String("strategies", strings.Join(poolsim.Strategies, ","), "strategies to run, in order")
 	envoyYAML := fs.String("envoy", "envoy/envoy.yaml", "Envoy bootstrap for the guardian strategy")
+	outRes := fs.String("output-reservation", "", "guardian's pool.output_reservation (default max_tokens)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	cfg := poolsim.Config{
 		Accounts: *accounts, Limits: fakeanthropic.Limits{RPM: *rpm, ITPM: *itpm, OTPM: *otpm},
 		Duration: *duration, Load: *load, Seed: *seed, EnvoyYAML: yaml,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:               slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OutputReservation: *outRes,
 	}
 	c := poolsim.PoolCapacity(cfg.Accounts, cfg.Limits)
 	w := poolsim.NewWorkload(c, cfg.Load, cfg.Duration, cfg.Seed)

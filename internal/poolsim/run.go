@@ -35,6 +35,9 @@ type Config struct {
 	// EnvoyYAML is envoy/envoy.yaml, for the guardian strategy.
 	EnvoyYAML []byte
 	Log       *slog.Logger
+	// OutputReservation is guardian's pool.output_reservation ("" keeps
+	// the default, max_tokens).
+	OutputReservation string
 }
 
 // Result is one strategy's figures.
@@ -223,6 +226,9 @@ func startGuardian(ctx context.Context, cfg Config, fake *fakeanthropic.Server, 
 			i, cfg.Limits.RPM, cfg.Limits.ITPM, cfg.Limits.OTPM, i, k)
 	}
 	b.WriteString("gateway: {shutdown_timeout: 5s}\nlog: {level: error}\n")
+	if cfg.OutputReservation != "" {
+		fmt.Fprintf(&b, "pool: {output_reservation: %q}\n", cfg.OutputReservation)
+	}
 	gcfg, err := config.Parse([]byte(b.String()), os.LookupEnv)
 	if err != nil {
 		up.Close()
