@@ -11,11 +11,15 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Query is the rule the engine evaluates.
@@ -43,7 +47,13 @@ type Version struct {
 	Source string
 	// Files and Tests count the policy files and the Rego tests that passed.
 	Files, Tests int
-	query        rego.PreparedEvalQuery
+
+	// fast and full are the compiled queries with everything but the input
+	// and the virtual cache set; each evaluation copies one (evalValue).
+	fast, full topdown.Query
+	// keywords matches the policy's keyword table (nil: none) for
+	// input.request.keyword_task.
+	keywords *keywordMatcher
 }
 
 // TestResult is the outcome of one Rego test.
@@ -197,15 +207,11 @@ func Compile(ctx context.Context, fsys fs.FS, sourceName string) (*Version, erro
 	if len(failed) > 0 {
 		return nil, fmt.Errorf("policy: %d of %d Rego tests failed: %s", len(failed), len(results), strings.Join(failed, "; "))
 	}
-	opts := []func(*rego.Rego){rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.GenerateJSON(keepTerm)}
-	for _, m := range p.policy {
-		opts = append(opts, rego.ParsedModule(m))
-	}
-	q, err := rego.New(opts...).PrepareForEval(ctx)
+	v, err := prepare(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, err
 	}
-	v := &Version{Revision: p.revision, Source: sourceName, Files: len(p.all), Tests: len(results), query: q}
+	v.Source, v.Files, v.Tests = sourceName, len(p.all), len(results)
 	var sc stateCache
 	for _, s := range Samples() {
 		if _, err := v.eval(ctx, &sc, &s.Input); err != nil {
@@ -215,22 +221,131 @@ func Compile(ctx context.Context, fsys fs.FS, sourceName string) (*Version, erro
 	return v, nil
 }
 
-// keepTerm hands the result term back as it is: the decision is read from
-// the AST, without converting it to Go maps first.
-func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+// decisionRef is the rule the engine evaluates; resultVar is the variable
+// the full query binds it to.
+var decisionRef = ast.MustParseRef(Query)
+
+const resultVar = ast.Var("decision")
+
+// prepare compiles the policy modules and the query once, as
+// rego.PrepareForEval does (it does: same compiler settings and checks),
+// and keeps what topdown needs to evaluate them.
+func prepare(ctx context.Context, p *parsed) (*Version, error) {
+	compiler := ast.NewCompiler().
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithUseTypeCheckAnnotations(true).
+		WithEnablePrintStatements(false)
+	store := inmem.New()
+	opts := []func(*rego.Rego){rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.Compiler(compiler), rego.Store(store)}
+	for _, m := range p.policy {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	if _, err := rego.New(opts...).PrepareForEval(ctx); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	// Nothing writes to the store: one read transaction serves every
+	// evaluation of the version, concurrently.
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	v := &Version{Revision: p.revision, keywords: newKeywordMatcher(compiler)}
+	for _, c := range []struct {
+		q    *topdown.Query
+		body ast.Body
+	}{
+		{&v.fast, ast.MustParseBody(Query + ".backend")},
+		{&v.full, ast.NewBody(ast.Equality.Expr(ast.VarTerm(string(resultVar)), ast.NewTerm(decisionRef)))},
+	} {
+		query, err := compiler.QueryCompiler().Compile(c.body)
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		*c.q = *topdown.NewQuery(query).WithCompiler(compiler).WithStore(store).WithTransaction(txn).
+			WithBaseCache(noBaseCache{}).WithMetrics(noMetrics).WithCancel(neverCancel).
+			WithRequestMetadata(noRequestMetadata)
+	}
+	return v, nil
+}
+
+// Shared by every evaluation: the cancellation handle (OPA's default starts
+// a goroutine per evaluation to watch the context; a decision takes
+// microseconds, so evalValue checks the context once, before), no OPA
+// metrics (the engine keeps its own), and the request metadata map OPA
+// hands to custom built-ins (guardian has none; OPA would allocate one).
+var (
+	neverCancel       = topdown.NewCancel()
+	noMetrics         = metrics.NoOp()
+	noRequestMetadata = map[string]any{}
+)
+
+// evaluation is the reusable state of one evaluation (pooled).
+type evaluation struct {
+	q      topdown.Query
+	input  ast.Term
+	vc     *virtualCache
+	result *ast.Term
+	iter   func(topdown.QueryResult) error
+}
+
+var evalPool = sync.Pool{New: func() any {
+	e := &evaluation{vc: newVirtualCache()}
+	e.iter = func(qr topdown.QueryResult) error {
+		e.result = qr[resultVar]
+		return nil
+	}
+	return e
+}}
+
+// evalValue evaluates the decision on an input document with topdown
+// directly: the rego package's PreparedEvalQuery.Eval costs some twenty
+// allocations more per decision (options, result sets, a transaction, a
+// cancellation goroutine, OPA's virtual cache). The per-evaluation state
+// is pooled.
+//
+// The fast query asks for decision.backend and reads the decision from the
+// virtual cache, where OPA puts the value of a complete rule when it has
+// evaluated it: binding the whole object to a query variable would make
+// OPA copy it once more. A decision that is not a complete rule (partial
+// object rules) is not in the cache: the full query then evaluates it.
+func (v *Version) evalValue(ctx context.Context, input ast.Value) (*ast.Term, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	e := evalPool.Get().(*evaluation)
+	defer func() {
+		e.q, e.input.Value, e.result = topdown.Query{}, nil, nil
+		e.vc.reset()
+		evalPool.Put(e)
+	}()
+	e.input.Value = input
+	e.q = v.fast
+	if err := e.q.WithInput(&e.input).WithVirtualCache(e.vc).Iter(ctx, e.iter); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	t, undefined := e.vc.Get(decisionRef)
+	switch {
+	case t != nil:
+		return t, nil
+	case undefined:
+		return nil, ErrUndefined
+	}
+	e.vc.reset()
+	e.q = v.full
+	if err := e.q.WithInput(&e.input).WithVirtualCache(e.vc).Iter(ctx, e.iter); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	if e.result == nil {
+		return nil, ErrUndefined
+	}
+	return e.result, nil
+}
 
 // eval evaluates the version on in and validates the decision.
 func (v *Version) eval(ctx context.Context, sc *stateCache, in *Input) (Decision, error) {
-	rs, err := v.query.Eval(ctx, rego.EvalParsedInput(sc.value(in)))
+	t, err := v.evalValue(ctx, sc.value(in, v.keywords))
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %w", ErrEval, err)
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return Decision{}, ErrUndefined
-	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-	if !ok {
-		return Decision{}, fmt.Errorf("%w: result is %T", ErrMalformed, rs[0].Expressions[0].Value)
+		return Decision{}, err
 	}
 	d, err := parseDecision(t)
 	if err != nil {
@@ -245,21 +360,15 @@ func (v *Version) eval(ctx context.Context, sc *stateCache, in *Input) (Decision
 
 // EvalInput evaluates an input document given as JSON-like Go values (as
 // `guardian policy eval` reads it from a file) and returns the decision.
+// The document is used as it is: no keyword_task is added.
 func (v *Version) EvalInput(ctx context.Context, input any) (Decision, error) {
 	val, err := ast.InterfaceToValue(input)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: input: %w", err)
 	}
-	rs, err := v.query.Eval(ctx, rego.EvalParsedInput(val))
+	t, err := v.evalValue(ctx, val)
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %w", ErrEval, err)
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return Decision{}, ErrUndefined
-	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-	if !ok {
-		return Decision{}, fmt.Errorf("%w: result is %T", ErrMalformed, rs[0].Expressions[0].Value)
+		return Decision{}, err
 	}
 	d, err := parseDecision(t)
 	d.Revision = v.Revision

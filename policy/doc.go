@@ -1,9 +1,9 @@
 // Package policy decides, per request, where a Messages request goes: which
 // backend (Claude or the local Ollama), which model, with what priority and
 // queueing budget, whether the cache may answer it, and why. The decision is
-// an OPA Rego policy (package guardian.route, rule decision) evaluated with
-// one prepared query per policy version, on an input built straight from
-// typed Go values (no JSON round-trip).
+// an OPA Rego policy (package guardian.route, rule decision) compiled once
+// per policy version and evaluated with OPA's topdown evaluator, on an
+// input built straight from typed Go values (no JSON round-trip).
 //
 // The input and output documents are described in schema/input.json and
 // schema/output.json and in the README ("Routing policies"). The bundled

@@ -121,7 +121,7 @@ func TestInputDocumentMatchesJSON(t *testing.T) {
 		Now:    sampleTime,
 	}
 	var sc stateCache
-	got := sc.value(in)
+	got := sc.value(in, compileBundled(t).keywords)
 	if got.Compare(want) != 0 {
 		t.Errorf("typed input\n%v\nwant (testdata/input.json)\n%v", got, want)
 	}

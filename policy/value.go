@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"maps"
 	"strconv"
 	"sync/atomic"
 
@@ -14,7 +15,7 @@ var (
 	kRequest, kTenant, kState, kTime                                  = str("request"), str("tenant"), str("state"), str("time")
 	kEndpoint, kModel, kModelClass, kMaxTokens, kStream, kEstInput    = str("endpoint"), str("model"), str("model_class"), str("max_tokens"), str("stream"), str("est_input_tokens")
 	kSystemLen, kLastUserLen, kLastUserHead, kMessages, kHasTools     = str("system_len"), str("last_user_len"), str("last_user_head"), str("messages"), str("has_tools")
-	kThinking, kImages, kTask                                         = str("thinking"), str("images"), str("task")
+	kThinking, kImages, kTask, kKeywordTask                           = str("thinking"), str("images"), str("task"), str("keyword_task")
 	kName, kPriority, kAllowRewrite                                   = str("name"), str("priority"), str("allow_model_rewrite")
 	kClasses, kQueueDepth, kOllama, kHeadroom, kCoolingDown           = str("classes"), str("queue_depth"), str("ollama"), str("headroom"), str("cooling_down")
 	kCooldownMS, kErrorRate, kRateLimitedRate, kConfigured, kHealthy  = str("cooldown_ms"), str("error_rate"), str("rate_limited_rate"), str("configured"), str("healthy")
@@ -34,12 +35,27 @@ func item(k, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{k, v} }
 
 func boolTerm(b bool) *ast.Term { return ast.InternedTerm(b) }
 
+// intTerm returns n as a term. OPA interns -1..512; numbers up to
+// intCacheSize (token counts, lengths, max_tokens) are made once, on first
+// use, and shared: terms are immutable.
 func intTerm[T int | int64](n T) *ast.Term {
 	if n >= -1 && n <= 512 {
 		return ast.InternedTerm(int(n))
 	}
-	return ast.NumberTerm(json.Number(strconv.FormatInt(int64(n), 10)))
+	if n < 0 || n >= intCacheSize {
+		return ast.NumberTerm(json.Number(strconv.FormatInt(int64(n), 10)))
+	}
+	if t := intCache[n].Load(); t != nil {
+		return t
+	}
+	t := ast.NumberTerm(json.Number(strconv.FormatInt(int64(n), 10)))
+	intCache[n].Store(t)
+	return t
 }
+
+const intCacheSize = 1 << 14
+
+var intCache [intCacheSize]atomic.Pointer[ast.Term]
 
 func floatTerm(f float64) *ast.Term {
 	switch f {
@@ -117,43 +133,101 @@ func stateTerm(s State) *ast.Term {
 	)
 }
 
-// value builds the input document straight from the typed input.
-func (c *stateCache) value(in *Input) ast.Value {
+// modelTerms holds the terms of model names seen, shared by every request
+// (copy on write, at most maxModelTerms: callers choose model names).
+var modelTerms atomic.Pointer[map[string]*ast.Term]
+
+const maxModelTerms = 64
+
+func modelTerm(model string) *ast.Term {
+	if model == "" {
+		return emptyString
+	}
+	p := modelTerms.Load()
+	var known map[string]*ast.Term
+	if p != nil {
+		known = *p
+		if t, ok := known[model]; ok {
+			return t
+		}
+	}
+	t := ast.StringTerm(model)
+	if len(known) < maxModelTerms {
+		next := maps.Clone(known)
+		if next == nil {
+			next = map[string]*ast.Term{}
+		}
+		next[model] = t
+		modelTerms.CompareAndSwap(p, &next) // lost a race: the next request adds it
+	}
+	return t
+}
+
+// inputTerms are the terms made for one input document, allocated at once.
+type inputTerms struct {
+	request, time, head, unixMS ast.Term
+}
+
+// number returns n as a term, t if n is not a shared one.
+func (*inputTerms) number(t *ast.Term, n int64) *ast.Term {
+	if n >= -1 && n < intCacheSize {
+		return intTerm(n)
+	}
+	t.Value = ast.Number(strconv.FormatInt(n, 10))
+	return t
+}
+
+// value builds the input document straight from the typed input. kw
+// (nil: none) matches the policy's keyword table for
+// request.keyword_task; without it the field is left out.
+func (c *stateCache) value(in *Input, kw *keywordMatcher) ast.Value {
 	r := &in.Request
+	terms := new(inputTerms)
 	endpoint := endpointMessages
 	if r.Endpoint == "count_tokens" {
 		endpoint = endpointCountTokens
 	}
-	req := ast.NewObject(
+	head := emptyString
+	if r.LastUserHead != "" {
+		terms.head.Value = ast.String(r.LastUserHead)
+		head = &terms.head
+	}
+	items := [15][2]*ast.Term{
 		item(kEndpoint, endpoint),
-		item(kModel, ast.StringTerm(r.Model)),
+		item(kModel, modelTerm(r.Model)),
 		item(kModelClass, modelClassTerms[ClassOf(r.Model)]),
 		item(kMaxTokens, intTerm(r.MaxTokens)),
 		item(kStream, boolTerm(r.Stream)),
 		item(kEstInput, intTerm(r.EstInputTokens)),
 		item(kSystemLen, intTerm(r.SystemLen)),
 		item(kLastUserLen, intTerm(r.LastUserLen)),
-		item(kLastUserHead, strTerm(r.LastUserHead, nil)),
+		item(kLastUserHead, head),
 		item(kMessages, intTerm(r.Messages)),
 		item(kHasTools, boolTerm(r.HasTools)),
 		item(kThinking, boolTerm(r.Thinking)),
 		item(kImages, intTerm(r.Images)),
 		item(kTask, strTerm(r.Task, nil)),
-	)
+	}
+	n := 14
+	if kw != nil {
+		items[n] = item(kKeywordTask, kw.term(r.LastUserHead))
+		n++
+	}
+	terms.request.Value = ast.NewObject(items[:n]...)
 	tenant := in.Tenant
 	if tenant == nil {
 		tenant = anonymous
 	}
 	now := in.Now.UTC()
-	tm := ast.NewObject(
-		item(kUnixMS, intTerm(now.UnixMilli())),
+	terms.time.Value = ast.NewObject(
+		item(kUnixMS, terms.number(&terms.unixMS, now.UnixMilli())),
 		item(kHourUTC, intTerm(now.Hour())),
 		item(kWeekday, intTerm(int(now.Weekday()))),
 	)
 	return ast.NewObject(
-		item(kRequest, ast.NewTerm(req)),
+		item(kRequest, &terms.request),
 		item(kTenant, tenant.value.term),
 		item(kState, c.term(in.State)),
-		item(kTime, ast.NewTerm(tm)),
+		item(kTime, &terms.time),
 	)
 }

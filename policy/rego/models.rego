@@ -5,15 +5,21 @@ package guardian.route
 # (the article: prompts under about 300 tokens). A request is short when
 # its last turn is under 1,200 bytes, its whole input at most 1,000
 # estimated tokens, it has at most two turns and no tools, thinking or
-# images.
-route := {"class": "opus", "reason": replace(task, "_", "-")} if {
-	task in {"complex", "long_context"}
-} else := {"class": "sonnet", "reason": "multi-step"} if {
-	task in {"reason", "code", "analyze", "plan", "agent"}
+# images. Undefined for other requests.
+route := r if {
+	r := {
+		"complex": {"class": "opus", "reason": "complex"},
+		"long_context": {"class": "opus", "reason": "long-context"},
+		"reason": {"class": "sonnet", "reason": "multi-step"},
+		"code": {"class": "sonnet", "reason": "multi-step"},
+		"analyze": {"class": "sonnet", "reason": "multi-step"},
+		"plan": {"class": "sonnet", "reason": "multi-step"},
+		"agent": {"class": "sonnet", "reason": "multi-step"},
+	}[task]
 } else := {"class": "haiku", "reason": "short-simple"} if {
+	input.request.messages <= 2
 	input.request.last_user_len < 1200
 	input.request.est_input_tokens <= 1000
-	input.request.messages <= 2
 	not input.request.has_tools
 	not input.request.thinking
 	input.request.images == 0
@@ -24,7 +30,7 @@ route := {"class": "opus", "reason": replace(task, "_", "-")} if {
 # caller), only on the Messages endpoint and only between Claude classes;
 # class_models says which model each class is rewritten to.
 target := {"class": route.class, "model": class_models[route.class], "reason": route.reason} if {
-	input.tenant.allow_model_rewrite
+	input.tenant.allow_model_rewrite == true
 	input.request.endpoint == "messages"
 	input.request.model_class in {"haiku", "sonnet", "opus"}
 	route.class != input.request.model_class

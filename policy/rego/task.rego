@@ -3,67 +3,64 @@ package guardian.route
 # Tasks that a small local model does well: they may degrade to Ollama.
 simple_tasks := {"translate", "format", "extract", "summarize", "classify"}
 
-# Every task the policy knows: simple ones, multi-step work (reason, code,
-# analyze, plan, agent: the sonnet class, never degraded), explicitly
-# complex or long-context work (the opus class, never degraded) and
-# general requests.
-known_tasks := {
-	"translate", "format", "extract", "summarize", "classify",
-	"reason", "code", "analyze", "plan", "agent",
-	"complex", "long_context", "general",
-}
-
-# The caller's x-guardian-task header wins when it names a known task;
-# otherwise the task is detected from cheap features of the request:
-# thinking, tools, an input of 50,000 estimated tokens or more (long
-# context), then keywords.
+# The caller's x-guardian-task header wins when it names a known task:
+# simple ones, multi-step work (reason, code, analyze, plan, agent: the
+# sonnet class, never degraded), explicitly complex or long-context work
+# (the opus class, never degraded) and general requests. Otherwise the task
+# is detected from cheap features of the request: thinking, tools, an input
+# of 50,000 estimated tokens or more (long context), then keywords.
 task := input.request.task if {
-	input.request.task in known_tasks
-} else := detected_task
-
-detected_task := "reason" if {
-	input.request.thinking
+	input.request.task in {
+		"translate", "format", "extract", "summarize", "classify",
+		"reason", "code", "analyze", "plan", "agent",
+		"complex", "long_context", "general",
+	}
+} else := "reason" if {
+	input.request.thinking == true
 } else := "agent" if {
-	input.request.has_tools
+	input.request.has_tools == true
+} else := "general" if {
+	# No keyword and a short input: the usual case, one body instead of two.
+	input.request.keyword_task == ""
+	input.request.est_input_tokens < 50000
 } else := "long_context" if {
 	input.request.est_input_tokens >= 50000
-} else := "reason" if {
-	"reason" in keyword_tasks
-} else := "code" if {
-	"code" in keyword_tasks
-} else := "translate" if {
-	"translate" in keyword_tasks
-} else := "format" if {
-	"format" in keyword_tasks
-} else := "extract" if {
-	"extract" in keyword_tasks
-} else := "summarize" if {
-	"summarize" in keyword_tasks
-} else := "classify" if {
-	"classify" in keyword_tasks
+} else := "general" if {
+	input.request.keyword_task == ""
+} else := input.request.keyword_task if {
+	input.request.keyword_task
+} else := keyword_task
+
+# Keywords in the last user turn (input.request.last_user_head, the first
+# 1 KiB, lower-cased by the gateway): the task of the first entry with a
+# word that occurs in it. Edit freely: the gateway reads this table from
+# the policy when it loads it, matches it against every request in one
+# pass and passes the result as input.request.keyword_task ("" when no
+# word occurs). The rule below is the same match in Rego, used when the
+# input has no keyword_task (a hand-written input, the Rego tests).
+keywords := [
+	{"task": "reason", "words": [
+		"step by step", "prove", "derive", "trade-off", "tradeoff", "root cause",
+		"analyze", "analyse", "推理", "分析",
+	]},
+	{"task": "code", "words": ["```", "refactor", "debug", "stack trace", "implement", "compile"]},
+	{"task": "translate", "words": [
+		"translat", "翻译", "into english", "into french", "into german",
+		"into spanish", "into chinese", "into japanese",
+	]},
+	{"task": "format", "words": [
+		"format", "as json", "to json", "as a table", "to markdown", "to yaml",
+		"to csv", "格式化",
+	]},
+	{"task": "extract", "words": ["extract", "pull out", "list all", "find all", "提取"]},
+	{"task": "summarize", "words": ["summar", "tl;dr", "tldr", "摘要", "总结"]},
+	{"task": "classify", "words": ["classify", "categoriz", "categoris", "sentiment", "分类"]},
+]
+
+keyword_task := hits[0] if {
+	hits := [k.task |
+		some k in keywords
+		some word in k.words
+		contains(input.request.last_user_head, word)
+	]
 } else := "general"
-
-# The tasks whose keywords occur in input.request.last_user_head (the first
-# 1 KiB of the last user turn, lower-cased by the gateway). One pass of
-# contains over the table: cheaper in OPA than a regular expression or a
-# function per task.
-keyword_tasks := {task | some word, task in keywords; contains(input.request.last_user_head, word)}
-
-keywords := {
-	"step by step": "reason", "prove": "reason", "derive": "reason", "trade-off": "reason",
-	"tradeoff": "reason", "root cause": "reason", "analyze": "reason", "analyse": "reason",
-	"推理": "reason", "分析": "reason",
-	"```": "code", "refactor": "code", "debug": "code", "stack trace": "code",
-	"implement": "code", "compile": "code",
-	"translat": "translate", "翻译": "translate", "into english": "translate",
-	"into french": "translate", "into german": "translate", "into spanish": "translate",
-	"into chinese": "translate", "into japanese": "translate",
-	"format": "format", "as json": "format", "to json": "format", "as a table": "format",
-	"to markdown": "format", "to yaml": "format", "to csv": "format", "格式化": "format",
-	"extract": "extract", "pull out": "extract", "list all": "extract", "find all": "extract",
-	"提取": "extract",
-	"summar": "summarize", "tl;dr": "summarize", "tldr": "summarize", "摘要": "summarize",
-	"总结": "summarize",
-	"classify": "classify", "categoriz": "classify", "categoris": "classify",
-	"sentiment": "classify", "分类": "classify",
-}
