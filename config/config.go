@@ -70,6 +70,9 @@ type Client struct {
 	// tenant asked for (e.g. a short, simple request to haiku). Default
 	// false: the model is never changed behind the caller's back.
 	AllowModelRewrite bool `yaml:"allow_model_rewrite"`
+	// Concurrency caps the tenant's requests in flight to Claude (0: no
+	// cap); past it requests wait in the admission queue.
+	Concurrency int64 `yaml:"concurrency"`
 }
 
 // Account is one Anthropic organization: limits belong to it and its keys
@@ -83,6 +86,9 @@ type Account struct {
 	// Weight scales the account's share when accounts have equal headroom
 	// (default 1; 0 keeps the default).
 	Weight float64 `yaml:"weight"`
+	// Concurrency caps the account's requests in flight (0: no cap), the
+	// article's "concurrent outstanding requests".
+	Concurrency int64 `yaml:"concurrency"`
 	Keys   []Key   `yaml:"keys"`
 }
 

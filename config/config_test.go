@@ -105,6 +105,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
 		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
 		{"pool_bad_output_reservation.yaml", `config: pool.output_reservation: "lots" is not max_tokens or a positive number of tokens`},
+		{"pool_short_lease_ttl.yaml", "config: pool.lease_ttl: must be at least 3s"},
+		{"client_negative_concurrency.yaml", "config: clients[0].concurrency: must not be negative"},
 		{"account_bad_class.yaml", `config: accounts[0].classes: "gpt" is not a model class (opus, sonnet, haiku)`},
 		{"bad_client_priority.yaml", `config: clients[0].priority: "urgent" is not high, normal or low`},
 		{"bad_policy_sample_rate.yaml", "config: policy.log_sample_rate: 2 is not between 0 and 1"},

@@ -248,6 +248,9 @@ func (c *Config) validateClients() error {
 		if cl.Key == "" {
 			return fmt.Errorf("%s.key: empty", p)
 		}
+		if cl.Concurrency < 0 {
+			return fmt.Errorf("%s.concurrency: must not be negative", p)
+		}
 		if strings.TrimSpace(cl.Key) != cl.Key {
 			return fmt.Errorf("%s.key: has leading or trailing white space", p)
 		}
@@ -300,6 +303,9 @@ func (c *Config) validateAccounts() error {
 		}
 		if a.Weight < 0 {
 			return fmt.Errorf("%s.weight: must not be negative", p)
+		}
+		if a.Concurrency < 0 {
+			return fmt.Errorf("%s.concurrency: must not be negative", p)
 		}
 		if len(a.Keys) == 0 {
 			return fmt.Errorf("%s.keys: at least one key is required", p)

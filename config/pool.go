@@ -20,6 +20,10 @@ type Pool struct {
 	// the account it used while that account has headroom, so Anthropic's
 	// prompt cache keeps hitting. Default true.
 	Affinity *bool `yaml:"affinity"`
+	// LeaseTTL is how long a concurrency lease lives without renewal:
+	// leases are renewed every third of it while their request runs, and
+	// expire this long after a replica holding them dies (default 1 m).
+	LeaseTTL Duration `yaml:"lease_ttl"`
 }
 
 // DefaultMaxWait is the admission queue's default deadline.
@@ -40,6 +44,9 @@ func (p *Pool) applyDefaults() {
 	if p.MaxWait == 0 {
 		p.MaxWait = DefaultMaxWait
 	}
+	if p.LeaseTTL == 0 {
+		p.LeaseTTL = Duration(time.Minute)
+	}
 	if p.OutputReservation == "" {
 		p.OutputReservation = "max_tokens"
 	}
@@ -48,6 +55,9 @@ func (p *Pool) applyDefaults() {
 func (p *Pool) validate() error {
 	if p.MaxWait < 0 {
 		return fmt.Errorf("pool.max_wait: must not be negative")
+	}
+	if p.LeaseTTL < Duration(3*time.Second) {
+		return fmt.Errorf("pool.lease_ttl: must be at least 3s")
 	}
 	if p.OutputReservation != "max_tokens" {
 		if n, err := strconv.ParseInt(p.OutputReservation, 10, 64); err != nil || n < 1 {

@@ -61,7 +61,8 @@ var priorities = map[string]int{"high": 2, "normal": 1, "low": 0}
 // be admitted.
 func (s *frontStream) admit(ctx context.Context, model string) *extprocv3.ProcessingResponse {
 	a, req := s.f.admit, s.req
-	need := keypool.Need{Model: model, Input: req.EstimatedInputTokens, Output: a.OutputTokens(req.MaxTokens)}
+	need := keypool.Need{Model: model, Input: req.EstimatedInputTokens, Output: a.OutputTokens(req.MaxTokens),
+		Tenant: s.tenant.Name, TenantConcurrency: s.tenant.Concurrency}
 	if a.Affinity {
 		need.Affinity = req.Conversation
 	}
@@ -127,6 +128,7 @@ func (s *frontStream) settleReservation(u anthropic.Usage, reached bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r := s.reservation
+	r.StopRenewing() // whoever settles releases the leases
 	if t, ok, err := a.Tickets.Get(ctx, s.requestID); err == nil && ok {
 		if moved := a.Pool.Resume(t); moved != nil {
 			r = moved

@@ -212,3 +212,31 @@ func TestKeyRevokedMidRun(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantConcurrencyQueues: a tenant capped at one request in flight
+// waits in the queue for its first request to end, then goes.
+func TestTenantConcurrencyQueues(t *testing.T) {
+	h := newHarness(t, harnessOpts{admit: true, clients: []config.Client{{Name: "shop", Key: shopKey, Concurrency: 1}}})
+	first := h.open(t, RoleFront)
+	sendRequest(t, first, helloBody)
+	second := h.open(t, RoleFront)
+	second.roundTrip(postMessages("x-api-key", shopKey))
+	done := make(chan bool, 1)
+	go func() { done <- second.roundTrip(reqBody(helloBody, true)).GetRequestBody() != nil }()
+	select {
+	case <-done:
+		t.Fatal("admitted while the tenant's only slot was in use")
+	case <-time.After(100 * time.Millisecond):
+	}
+	first.roundTrip(respHeaders(false, ":status", "200", "content-type", "application/json", HeaderAccount, "org-a"))
+	first.roundTrip(respBody(jsonResponse, true))
+	first.close()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("refused")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the finished request did not free the tenant's slot")
+	}
+}

@@ -72,7 +72,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	h := &harness{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 	h.poolMetr = keypool.NewMetrics(prometheus.NewRegistry())
 	clock := func() time.Time { return h.now }
-	h.pool = keypool.New(o.accounts, keypool.Options{Logger: log, Metrics: h.poolMetr, Now: clock, Engine: bucket.NewMemory(clock)})
+	mem := bucket.NewMemory(clock)
+	h.pool = keypool.New(o.accounts, keypool.Options{Logger: log, Metrics: h.poolMetr, Now: clock, Engine: mem, Leases: mem})
 	h.metrics = NewMetrics(prometheus.NewRegistry())
 	if o.clients == nil {
 		o.clients = []config.Client{{Name: "shop", Key: shopKey}, {Name: "search", Key: searchKey}}

@@ -13,6 +13,8 @@ type Tenant struct {
 	Name string
 	// Priority is the configured priority class: high, normal or low.
 	Priority string
+	// Concurrency caps the tenant's requests in flight to Claude (0: none).
+	Concurrency int64
 	// Policy is the tenant as the routing policy sees it (priority class,
 	// whether its model may be rewritten), built once.
 	Policy *policy.Tenant
@@ -32,7 +34,7 @@ func NewTenants(clients []config.Client) *Tenants {
 	t := &Tenants{}
 	for _, c := range clients {
 		t.digests = append(t.digests, sha256.Sum256([]byte(c.Key)))
-		t.tenants = append(t.tenants, &Tenant{Name: c.Name, Priority: c.Priority, Policy: policy.NewTenant(c.Name, c.Priority, c.AllowModelRewrite)})
+		t.tenants = append(t.tenants, &Tenant{Name: c.Name, Priority: c.Priority, Concurrency: c.Concurrency, Policy: policy.NewTenant(c.Name, c.Priority, c.AllowModelRewrite)})
 	}
 	return t
 }

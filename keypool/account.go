@@ -19,7 +19,7 @@ type classBuckets struct {
 }
 
 func newAccount(ca config.Account) *Account {
-	a := &Account{Name: ca.Name, Limits: ca.Limits, weight: ca.Weight, health: 1,
+	a := &Account{Name: ca.Name, Limits: ca.Limits, weight: ca.Weight, health: 1, concurrency: ca.Concurrency,
 		limits: classLimits(ca), buckets: map[Class]*classBuckets{}, classes: map[Class]*classState{}}
 	if a.weight == 0 {
 		a.weight = 1

@@ -29,6 +29,8 @@ type Pool struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	engine   bucket.Engine
+	leases   bucket.Leases // nil: no concurrency caps
+	leaseTTL time.Duration
 	affinity sync.Map // conversation hash -> *Account
 
 	changedMu sync.Mutex
@@ -41,12 +43,13 @@ type Account struct {
 	Limits config.Limits
 	Keys   []*Key
 
-	weight   float64
-	limits   map[Class]config.Limits
-	buckets  map[Class]*classBuckets
-	classes  map[Class]*classState
-	inflight atomic.Int64
-	next     atomic.Uint32 // round-robin among the account's keys
+	weight      float64
+	concurrency int64
+	limits      map[Class]config.Limits
+	buckets     map[Class]*classBuckets
+	classes     map[Class]*classState
+	inflight    atomic.Int64
+	next        atomic.Uint32 // round-robin among the account's keys
 
 	mu        sync.Mutex
 	reading   anthropic.RateLimitReading
@@ -85,6 +88,10 @@ type Options struct {
 	// Engine holds the accounts' buckets (memory, or Redis to share them
 	// between replicas). Without one, Reserve fails; Pick still works.
 	Engine bucket.Engine
+	// Leases enforce concurrency caps (tenants', accounts'); nil: none.
+	Leases bucket.Leases
+	// LeaseTTL is a lease's life without renewal (default 1 m).
+	LeaseTTL time.Duration
 }
 
 // New builds a pool from configured accounts. Keys whose environment
@@ -99,8 +106,11 @@ func New(accounts []config.Account, o Options) *Pool {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = time.Minute
+	}
 	p := &Pool{byID: map[string]*Key{}, now: o.Now, log: o.Logger, metrics: o.Metrics, engine: o.Engine,
-		changed: make(chan struct{})}
+		leases: o.Leases, leaseTTL: o.LeaseTTL, changed: make(chan struct{})}
 	for _, ca := range accounts {
 		a := newAccount(ca)
 		for _, ck := range ca.Keys {

@@ -26,6 +26,10 @@ type Need struct {
 	Affinity uint64
 	// Exclude skips an account (the one a retry is moving away from).
 	Exclude *Account
+	// Tenant and TenantConcurrency cap the tenant's requests in flight
+	// (0: no cap); the cap holds across accounts and replicas.
+	Tenant            string
+	TenantConcurrency int64
 }
 
 // Reservation is capacity taken on one account for one request.
@@ -35,6 +39,9 @@ type Reservation struct {
 	Requests int64
 	Input    int64
 	Output   int64
+	// Leases are the concurrency leases the request holds.
+	Leases []Lease
+	renew  *renewer
 }
 
 // ErrNoKey is returned when no key of the pool is in service.
@@ -73,14 +80,51 @@ func (p *Pool) Reserve(ctx context.Context, need Need) (*Reservation, time.Durat
 		return nil, cands.wait, nil
 	}
 	wait := cands.wait
+	var held []Lease
+	if need.TenantConcurrency > 0 && p.leases != nil {
+		l, w, ok, err := p.acquire(ctx, tenantLeaseKey(need.Tenant), need.TenantConcurrency, true)
+		if err != nil {
+			return nil, 0, fmt.Errorf("keypool: tenant lease: %w", err)
+		}
+		if !ok {
+			return nil, w, nil
+		}
+		held = append(held, l)
+	}
+	r, wait, err := p.reserveOn(ctx, cands.ok, class, need, wait, held)
+	if r == nil && len(held) > 0 {
+		p.releaseLeases(context.WithoutCancel(ctx), held)
+	}
+	return r, wait, err
+}
+
+// reserveOn tries the candidates in order; held are leases already taken
+// for the request.
+func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, need Need, wait time.Duration, held []Lease) (*Reservation, time.Duration, error) {
 	var lastErr error
-	for _, c := range cands.ok {
+	for _, c := range cands {
 		a := c.account
+		var acctLease []Lease
+		if a.concurrency > 0 && p.leases != nil {
+			l, w, ok, err := p.acquire(ctx, accountLeaseKey(a), a.concurrency, false)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if !ok {
+				wait = minWait(wait, w)
+				continue
+			}
+			acctLease = []Lease{l}
+		}
 		reqs := a.requests(class, 1, need.Input, need.Output)
 		d := bucket.Decision{Allowed: true}
 		var err error
 		if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
 			d, err = p.engine.Take(ctx, reqs)
+		}
+		if err != nil || !d.Allowed {
+			p.releaseLeases(context.WithoutCancel(ctx), acctLease)
 		}
 		if err != nil {
 			lastErr = err
@@ -93,7 +137,12 @@ func (p *Pool) Reserve(ctx context.Context, need Need) (*Reservation, time.Durat
 			if need.Affinity != 0 {
 				p.affinity.Store(need.Affinity, a)
 			}
-			return &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output}, 0, nil
+			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
+				Leases: append(append([]Lease(nil), held...), acctLease...)}
+			if len(r.Leases) > 0 {
+				r.renew = p.startRenewer(r.Leases)
+			}
+			return r, 0, nil
 		}
 		if ra := d.RetryAfter(); ra == bucket.Never {
 			continue
@@ -199,6 +248,10 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 		return nil
 	}
 	defer p.release(r.Account)
+	r.renew.halt()
+	if len(r.Leases) > 0 {
+		p.releaseLeases(context.WithoutCancel(ctx), r.Leases)
+	}
 	reqs, in, out := -r.Requests, -r.Input, -r.Output
 	if reached {
 		reqs, in, out = 0, u.ITPMTokens()-r.Input, u.OutputTokens-r.Output
@@ -230,6 +283,19 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reserva
 	moved, wait, err := p.Reserve(ctx, Need{Model: model, Input: r.Input, Output: r.Output, Exclude: r.Account})
 	if err != nil || moved == nil {
 		return nil, wait, err
+	}
+	// The tenant's lease travels with the request; the account's does not.
+	var keep []Lease
+	for _, l := range r.Leases {
+		if l.Tenant {
+			moved.Leases = append(moved.Leases, l)
+		} else {
+			keep = append(keep, l)
+		}
+	}
+	r.Leases = keep
+	if len(moved.Leases) > 0 && moved.renew == nil {
+		moved.renew = p.startRenewer(moved.Leases)
 	}
 	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
 		p.log.Warn("refund of a moved reservation failed", "account", r.Account.Name, "err", err)
@@ -284,4 +350,12 @@ func (p *Pool) Remaining(ctx context.Context, a *Account, c Class) ([3]int64, er
 		out[ax] = d.Buckets[i].Remaining
 	}
 	return out, nil
+}
+
+// StopRenewing stops this process renewing r's leases (whoever settles the
+// request releases them).
+func (r *Reservation) StopRenewing() {
+	if r != nil {
+		r.renew.halt()
+	}
 }

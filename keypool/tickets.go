@@ -15,17 +15,18 @@ import (
 // upstream processor of each attempt, the front when the response ends) —
 // possibly on another replica — can find it by request id.
 type Ticket struct {
-	Account  string `json:"account"`
-	Class    Class  `json:"class"`
-	Model    string `json:"model"`
-	Requests int64  `json:"requests"`
-	Input    int64  `json:"input"`
-	Output   int64  `json:"output"`
+	Account  string  `json:"account"`
+	Class    Class   `json:"class"`
+	Model    string  `json:"model"`
+	Requests int64   `json:"requests"`
+	Input    int64   `json:"input"`
+	Output   int64   `json:"output"`
+	Leases   []Lease `json:"leases,omitempty"`
 }
 
 // TicketOf writes r down for model.
 func TicketOf(r *Reservation, model string) Ticket {
-	return Ticket{Account: r.Account.Name, Class: r.Class, Model: model, Requests: r.Requests, Input: r.Input, Output: r.Output}
+	return Ticket{Account: r.Account.Name, Class: r.Class, Model: model, Requests: r.Requests, Input: r.Input, Output: r.Output, Leases: r.Leases}
 }
 
 // Resume turns a ticket back into a reservation of this pool, or nil when
@@ -33,7 +34,7 @@ func TicketOf(r *Reservation, model string) Ticket {
 func (p *Pool) Resume(t Ticket) *Reservation {
 	for _, a := range p.accounts {
 		if a.Name == t.Account {
-			return &Reservation{Account: a, Class: t.Class, Requests: t.Requests, Input: t.Input, Output: t.Output}
+			return &Reservation{Account: a, Class: t.Class, Requests: t.Requests, Input: t.Input, Output: t.Output, Leases: t.Leases}
 		}
 	}
 	return nil

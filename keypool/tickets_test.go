@@ -2,6 +2,7 @@ package keypool
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ func TestTickets(t *testing.T) {
 		"redis":  NewRedisTickets(srv.NewClient(t), "guardian-test", time.Minute),
 	}
 	ctx := context.Background()
-	want := Ticket{Account: "org-b", Class: Haiku, Model: "claude-haiku-4-5", Requests: 1, Input: 120, Output: 512}
+	want := Ticket{Account: "org-b", Class: Haiku, Model: "claude-haiku-4-5", Requests: 1, Input: 120, Output: 512,
+		Leases: []Lease{{Key: "{tenant:shop}:inflight", ID: "l1", Tenant: true}}}
 	for name, s := range stores {
 		t.Run(name, func(t *testing.T) {
 			if _, ok, err := s.Get(ctx, "req_1"); ok || err != nil {
@@ -26,7 +28,7 @@ func TestTickets(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, ok, err := s.Get(ctx, "req_1")
-			if !ok || err != nil || got != want {
+			if !ok || err != nil || !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %+v %v %v", got, ok, err)
 			}
 			if err := s.Delete(ctx, "req_1"); err != nil {

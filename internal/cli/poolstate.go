@@ -14,7 +14,10 @@ import (
 // (one replica), or in Redis when redis.url is set, so that every replica
 // shares one view of every account.
 type poolState struct {
-	engine  bucket.Engine
+	engine interface {
+		bucket.Engine
+		bucket.Leases
+	}
 	tickets keypool.Tickets
 	close   func()
 }
