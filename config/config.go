@@ -89,7 +89,7 @@ type Account struct {
 	// Concurrency caps the account's requests in flight (0: no cap), the
 	// article's "concurrent outstanding requests".
 	Concurrency int64 `yaml:"concurrency"`
-	Keys   []Key   `yaml:"keys"`
+	Keys        []Key `yaml:"keys"`
 }
 
 // ModelClasses are the keys Account.Classes accepts.
