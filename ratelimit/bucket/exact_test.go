@@ -67,8 +67,11 @@ func hammer(t *testing.T, engines []Engine, goroutines int, l Limit, stop func(a
 
 // checkEnvelope asserts that in every window [t_i, t_j] of admissions the
 // tokens granted are at most burst + rate·(t_j − t_i), exactly, and that the
-// run granted at least 90 % of burst + rate·T.
-func checkEnvelope(t *testing.T, adm []admission, first, last int64, l Limit) {
+// run granted at least minPct % of burst + rate·T. On a virtual clock that
+// share is exact; in real time it also depends on how fast the callers are
+// scheduled, so real-time runs ask only for a share that shows the bucket
+// is not starving them.
+func checkEnvelope(t *testing.T, adm []admission, first, last int64, l Limit, minPct int64) {
 	t.Helper()
 	if err := envelopeViolation(adm, l); err != nil {
 		t.Fatal(err)
@@ -85,8 +88,8 @@ func checkEnvelope(t *testing.T, adm []admission, first, last int64, l Limit) {
 	ideal := burst + l.Capacity*span/l.Per.Microseconds()
 	t.Logf("%d admissions, %d tokens in %v; envelope %d (%.1f %%)",
 		len(adm), got, time.Duration(span)*time.Microsecond, ideal, 100*float64(got)/float64(ideal))
-	if got*10 < ideal*9 {
-		t.Fatalf("granted %d tokens, below 90 %% of %d", got, ideal)
+	if got*100 < ideal*minPct {
+		t.Fatalf("granted %d tokens, below %d %% of %d", got, minPct, ideal)
 	}
 }
 
@@ -145,7 +148,7 @@ func TestExactnessMemory(t *testing.T) {
 	end := epoch.Add(3 * time.Second)
 	l := Limit{Capacity: 1000, Per: time.Second, Burst: 50}
 	adm, first, last := hammer(t, []Engine{NewMemory(clock)}, 64, l, func(at time.Time) bool { return !at.Before(end) })
-	checkEnvelope(t, adm, first, last, l)
+	checkEnvelope(t, adm, first, last, l, 90)
 }
 
 func TestExactnessRedis(t *testing.T) {
@@ -156,7 +159,7 @@ func TestExactnessRedis(t *testing.T) {
 	run := func(t *testing.T, engines []Engine) {
 		end := time.Now().Add(2 * time.Second) // real time: Redis TIME is the clock
 		adm, first, last := hammer(t, engines, 64, l, func(time.Time) bool { return time.Now().After(end) })
-		checkEnvelope(t, adm, first, last, l)
+		checkEnvelope(t, adm, first, last, l, 50)
 	}
 	t.Run("standalone, 3 replicas", func(t *testing.T) {
 		srv := redistest.Start(t)
