@@ -158,7 +158,7 @@ func (s *frontStream) settle() {
 	}
 	m.requests.WithLabelValues(tenant, endpointLabel(s.endpoint), s.outcome).Inc()
 	if s.req != nil && s.endpoint == anthropic.Messages {
-		model := m.models.value(s.servedModel())
+		model := m.models.Value(s.servedModel())
 		account := s.account
 		if account == "" {
 			account = "unknown"

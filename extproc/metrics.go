@@ -1,9 +1,9 @@
 package extproc
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/claude-guardian/claude-guardian/internal/labels"
 )
 
 // Metrics are the ext_proc server's Prometheus collectors.
@@ -13,7 +13,7 @@ type Metrics struct {
 	requests     *prometheus.CounterVec
 	tokens       *prometheus.CounterVec
 	estimate     prometheus.Observer
-	models       boundedLabel
+	models       labels.Bounded
 }
 
 // Outcome codes of a client request: stable, low-cardinality values of the
@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "guardian", Name: "tokens_total",
 			Help: "Tokens reported by responses, by tenant, model, account and type (input, output, cache_read, cache_creation).",
 		}, []string{"tenant", "model", "account", "type"}),
-		models: boundedLabel{max: 64},
+		models: labels.Bounded{Max: 64},
 	}
 	phase := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "guardian", Subsystem: "extproc", Name: "message_duration_seconds",
@@ -70,36 +70,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.streams, m.requests, m.tokens, phase, est)
 	}
 	return m
-}
-
-// boundedLabel admits up to max distinct values of a caller-chosen label
-// (the model name) and maps the rest to "other", so a caller cannot blow up
-// the metrics' cardinality.
-type boundedLabel struct {
-	max  int
-	mu   sync.RWMutex
-	seen map[string]struct{}
-}
-
-func (b *boundedLabel) value(v string) string {
-	b.mu.RLock()
-	_, ok := b.seen[v]
-	n := len(b.seen)
-	b.mu.RUnlock()
-	if ok {
-		return v
-	}
-	if n >= b.max || len(v) > 100 {
-		return "other"
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.seen == nil {
-		b.seen = map[string]struct{}{}
-	}
-	if len(b.seen) >= b.max {
-		return "other"
-	}
-	b.seen[v] = struct{}{}
-	return v
 }

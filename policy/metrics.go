@@ -1,9 +1,9 @@
 package policy
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/claude-guardian/claude-guardian/internal/labels"
 )
 
 // Metrics are the policy engine's Prometheus collectors.
@@ -13,8 +13,8 @@ type Metrics struct {
 	reloads   *prometheus.CounterVec
 	revision  *prometheus.GaugeVec
 	seconds   prometheus.Observer
-	models    boundedLabel
-	reasons   boundedLabel
+	models    labels.Bounded
+	reasons   labels.Bounded
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not
@@ -42,8 +42,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "guardian", Subsystem: "policy", Name: "revision_info",
 			Help: "1 for the policy revision serving now.",
 		}, []string{"revision", "source"}),
-		models:  boundedLabel{max: 64},
-		reasons: boundedLabel{max: 64},
+		models:  labels.Bounded{Max: 64},
+		reasons: labels.Bounded{Max: 64},
 	}
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "guardian", Subsystem: "policy", Name: "eval_duration_seconds",
@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) decided(d *Decision) {
-	m.decisions.WithLabelValues(d.Backend, m.models.value(d.Model), m.reasons.value(d.Reason)).Inc()
+	m.decisions.WithLabelValues(d.Backend, m.models.Value(d.Model), m.reasons.Value(d.Reason)).Inc()
 }
 
 func (m *Metrics) swapped(v *Version) {
@@ -73,35 +73,4 @@ func (m *Metrics) Reload(ok bool) {
 		return
 	}
 	m.reloads.WithLabelValues("failed").Inc()
-}
-
-// boundedLabel admits up to max distinct values of a label a policy (or a
-// caller, through the model name) chooses, and maps the rest to "other".
-type boundedLabel struct {
-	max  int
-	mu   sync.RWMutex
-	seen map[string]struct{}
-}
-
-func (b *boundedLabel) value(v string) string {
-	b.mu.RLock()
-	_, ok := b.seen[v]
-	n := len(b.seen)
-	b.mu.RUnlock()
-	if ok {
-		return v
-	}
-	if n >= b.max || len(v) > 100 {
-		return "other"
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.seen == nil {
-		b.seen = map[string]struct{}{}
-	}
-	if len(b.seen) >= b.max {
-		return "other"
-	}
-	b.seen[v] = struct{}{}
-	return v
 }
