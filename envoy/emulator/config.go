@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,16 +12,14 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	rlfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	yaml "go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/claude-guardian/claude-guardian/envoy/validate"
 )
 
 // Extension names the emulator implements.
@@ -63,19 +60,13 @@ type cluster struct {
 	upstreamFilter []*extProcConfig
 }
 
-// parseBootstrap turns YAML into a validated Bootstrap proto.
+// parseBootstrap turns YAML into a validated Bootstrap proto: parsed as
+// `guardian validate envoy` parses it (unknown fields and unregistered types
+// are errors), validated, then checked against what the emulator runs.
 func parseBootstrap(yamlBytes []byte) (*bootstrapv3.Bootstrap, error) {
-	var doc any
-	if err := yaml.Unmarshal(yamlBytes, &doc); err != nil {
-		return nil, fmt.Errorf("emulator: parse yaml: %w", err)
-	}
-	js, err := json.Marshal(jsonable(doc))
+	bs, err := validate.ParseBootstrap(yamlBytes)
 	if err != nil {
-		return nil, fmt.Errorf("emulator: yaml to json: %w", err)
-	}
-	bs := &bootstrapv3.Bootstrap{}
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, bs); err != nil {
-		return nil, fmt.Errorf("emulator: bootstrap proto: %w", err)
+		return nil, fmt.Errorf("emulator: %w", err)
 	}
 	if err := bs.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("emulator: bootstrap validation: %w", err)
@@ -84,31 +75,6 @@ func parseBootstrap(yamlBytes []byte) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	return bs, nil
-}
-
-// jsonable converts yaml.v3 maps (map[string]any already) recursively and
-// rejects non-string keys.
-func jsonable(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[k] = jsonable(x)
-		}
-		return out
-	case map[any]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[fmt.Sprint(k)] = jsonable(x)
-		}
-		return out
-	case []any:
-		for i := range t {
-			t[i] = jsonable(t[i])
-		}
-		return t
-	}
-	return v
 }
 
 // unpack resolves an Any to its message, validating it (Bootstrap.ValidateAll
