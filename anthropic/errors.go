@@ -49,6 +49,35 @@ func (t ErrorType) Status() int {
 	}
 }
 
+// ErrorTypeFor is the inverse of Status: the error type Anthropic sends
+// with an HTTP status (400 for other 4xx, api_error for other 5xx).
+func ErrorTypeFor(status int) ErrorType {
+	switch status {
+	case http.StatusBadRequest:
+		return InvalidRequestError
+	case http.StatusUnauthorized:
+		return AuthenticationError
+	case http.StatusPaymentRequired:
+		return BillingError
+	case http.StatusForbidden:
+		return PermissionError
+	case http.StatusNotFound:
+		return NotFoundError
+	case http.StatusRequestEntityTooLarge:
+		return RequestTooLarge
+	case http.StatusTooManyRequests:
+		return RateLimitError
+	case http.StatusGatewayTimeout:
+		return TimeoutError
+	case http.StatusServiceUnavailable, 529:
+		return OverloadedError
+	}
+	if status < 500 {
+		return InvalidRequestError
+	}
+	return APIError
+}
+
 // Error is an API error as Anthropic reports it.
 type Error struct {
 	Type    ErrorType `json:"type"`

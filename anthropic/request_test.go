@@ -150,3 +150,17 @@ func TestConversationKey(t *testing.T) {
 		t.Error("another system prompt or first message is another conversation")
 	}
 }
+
+func TestErrorTypeFor(t *testing.T) {
+	for _, et := range []ErrorType{InvalidRequestError, AuthenticationError, BillingError, PermissionError,
+		NotFoundError, RequestTooLarge, RateLimitError, APIError, TimeoutError} {
+		if got := ErrorTypeFor(et.Status()); got != et {
+			t.Errorf("ErrorTypeFor(%d) = %s, want %s", et.Status(), got, et)
+		}
+	}
+	for status, want := range map[int]ErrorType{418: InvalidRequestError, 503: OverloadedError, 529: OverloadedError, 502: APIError} {
+		if got := ErrorTypeFor(status); got != want {
+			t.Errorf("ErrorTypeFor(%d) = %s, want %s", status, got, want)
+		}
+	}
+}

@@ -22,7 +22,7 @@ func (p PoolHeadroom) Headroom(_ string, now time.Time) (float64, time.Duration)
 	best, serving := 0.0, false
 	var soonest time.Duration
 	for _, a := range p.Pool.Accounts() {
-		if !inService(a) {
+		if !a.InService() {
 			continue
 		}
 		if until := a.CoolingUntil(); until.After(now) {
@@ -40,15 +40,6 @@ func (p PoolHeadroom) Headroom(_ string, now time.Time) (float64, time.Duration)
 		return best, 0
 	}
 	return 0, soonest
-}
-
-func inService(a *keypool.Account) bool {
-	for _, k := range a.Keys {
-		if k.Disabled() == "" {
-			return true
-		}
-	}
-	return false
 }
 
 func accountHeadroom(a *keypool.Account, now time.Time) float64 {

@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +100,7 @@ func (s *frontStream) route(ctx context.Context, body []byte) route {
 	s.decision = d
 	s.routeHeader = d.Backend + "; model=" + d.Model + "; reason=" + d.Reason
 	if d.Action == policy.ActionReject {
-		rt.reject = s.rejectWith(OutcomeRejected, d.Status, errorTypeFor(d.Status), d.Message,
+		rt.reject = s.rejectWith(OutcomeRejected, d.Status, anthropic.ErrorTypeFor(d.Status), d.Message,
 			setHeader(HeaderRoute, s.routeHeader))
 		return rt
 	}
@@ -163,32 +162,4 @@ func declaredTask(v string) string {
 		}
 	}
 	return v
-}
-
-// errorTypeFor picks the Anthropic error type of a policy's reject status.
-func errorTypeFor(status int) anthropic.ErrorType {
-	switch status {
-	case http.StatusBadRequest:
-		return anthropic.InvalidRequestError
-	case http.StatusUnauthorized:
-		return anthropic.AuthenticationError
-	case http.StatusPaymentRequired:
-		return anthropic.BillingError
-	case http.StatusForbidden:
-		return anthropic.PermissionError
-	case http.StatusNotFound:
-		return anthropic.NotFoundError
-	case http.StatusRequestEntityTooLarge:
-		return anthropic.RequestTooLarge
-	case http.StatusTooManyRequests:
-		return anthropic.RateLimitError
-	case http.StatusGatewayTimeout:
-		return anthropic.TimeoutError
-	case http.StatusServiceUnavailable, 529:
-		return anthropic.OverloadedError
-	}
-	if status < 500 {
-		return anthropic.InvalidRequestError
-	}
-	return anthropic.APIError
 }

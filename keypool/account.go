@@ -71,7 +71,8 @@ func (a *Account) remember(c Class, d bucket.Decision, m *Metrics) {
 	}
 }
 
-func (a *Account) inService() bool {
+// InService reports whether any key of the account is in service.
+func (a *Account) InService() bool {
 	for _, k := range a.Keys {
 		if k.Disabled() == "" {
 			return true

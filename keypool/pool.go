@@ -183,12 +183,6 @@ func (a *Account) Reading() (anthropic.RateLimitReading, time.Time) {
 	return a.reading, a.readAt
 }
 
-// Observe records one upstream response sent with key k, for a request of
-// an unknown class (counted as sonnet). See ObserveClass.
-func (p *Pool) Observe(k *Key, status int, r *anthropic.RateLimitReading) {
-	p.ObserveClass(k, Sonnet, status, r)
-}
-
 // ObserveClass records one upstream response sent with key k for a model
 // of class c: its status and anthropic-ratelimit-* headers. A 429 cools the
 // account down until retry-after (or the latest reset it reported); 529

@@ -55,7 +55,7 @@ func TestPoolPickAndCoolDown(t *testing.T) {
 		for _, h := range tt.hdr {
 			r.Observe(h[0], h[1])
 		}
-		p.Observe(p.Key(tt.key), tt.status, &r)
+		p.ObserveClass(p.Key(tt.key), Sonnet, tt.status, &r)
 		until := p.Accounts()[0].CoolingUntil()
 		if tt.wantA == 0 && !until.IsZero() || tt.wantA != 0 && !until.Equal(now.Add(tt.wantA)) {
 			t.Errorf("%s: org-a cools until %v", tt.name, until)
@@ -68,7 +68,7 @@ func TestPoolPickAndCoolDown(t *testing.T) {
 	var r anthropic.RateLimitReading
 	r.Observe("anthropic-ratelimit-input-tokens-remaining", "0")
 	r.Observe("anthropic-ratelimit-input-tokens-reset", now.Add(12*time.Second).UTC().Format(time.RFC3339))
-	p.Observe(p.Key("b1"), 429, &r)
+	p.ObserveClass(p.Key("b1"), Sonnet, 429, &r)
 	if until := p.Accounts()[1].CoolingUntil(); !until.Equal(now.Add(12 * time.Second)) {
 		t.Errorf("org-b cools until %v, want now+12s", until)
 	}
@@ -87,12 +87,12 @@ func TestPoolDisableOnAuthErrors(t *testing.T) {
 	var log bytes.Buffer
 	p := newTestPool(t, &now, &log)
 	var r anthropic.RateLimitReading
-	p.Observe(p.Key("a1"), 403, &r)
-	p.Observe(p.Key("a1"), 401, &r) // logged once
+	p.ObserveClass(p.Key("a1"), Sonnet, 403, &r)
+	p.ObserveClass(p.Key("a1"), Sonnet, 401, &r) // logged once
 	if p.Key("a1").Disabled() == "" || strings.Count(log.String(), "key_id=a1") != 1 {
 		t.Errorf("a1 should be disabled and logged once: %s", log.String())
 	}
-	p.Observe(p.Key("b1"), 401, &r)
+	p.ObserveClass(p.Key("b1"), Sonnet, 401, &r)
 	if p.Usable() || p.Pick() != nil {
 		t.Error("no key should be usable")
 	}

@@ -175,7 +175,7 @@ type candidates struct {
 func (p *Pool) candidates(class Class, need Need, now time.Time) candidates {
 	var out candidates
 	for _, a := range p.accounts {
-		if !a.inService() {
+		if !a.InService() {
 			continue
 		}
 		out.anyKey = true
