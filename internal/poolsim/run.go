@@ -2,23 +2,17 @@ package poolsim
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/claude-guardian/claude-guardian/config"
-	"github.com/claude-guardian/claude-guardian/envoy/emulator"
-	"github.com/claude-guardian/claude-guardian/internal/cli"
-	"github.com/claude-guardian/claude-guardian/internal/testcert"
+	"github.com/claude-guardian/claude-guardian/internal/stack"
 	"github.com/claude-guardian/claude-guardian/testsupport/fakeanthropic"
 )
 
@@ -208,17 +202,10 @@ func reservationError(url string) float64 {
 	return d / actual
 }
 
-// startGuardian runs the fake as api.anthropic.com over TLS, guardian with
-// the pool's accounts, and envoy/envoy.yaml in the emulator.
+// startGuardian runs the fake as api.anthropic.com, guardian with the
+// pool's accounts, and envoy/envoy.yaml in the emulator (internal/stack).
+// The RLS does not run: tenant limits are not what this measures.
 func startGuardian(ctx context.Context, cfg Config, fake *fakeanthropic.Server, keys []string) (stop func(), base, admin string, err error) {
-	cert, roots, err := testcert.Make("api.anthropic.com")
-	if err != nil {
-		return nil, "", "", err
-	}
-	up := httptest.NewUnstartedServer(fake)
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	up.EnableHTTP2 = true
-	up.StartTLS()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: {extproc: \"127.0.0.1:0\", ratelimit: \"\", admin: \"127.0.0.1:0\"}\nclients: [{name: bench, key: gw-bench}]\naccounts:\n")
 	for i, k := range keys {
@@ -229,50 +216,9 @@ func startGuardian(ctx context.Context, cfg Config, fake *fakeanthropic.Server, 
 	if cfg.OutputReservation != "" {
 		fmt.Fprintf(&b, "pool: {output_reservation: %q}\n", cfg.OutputReservation)
 	}
-	gcfg, err := config.Parse([]byte(b.String()), os.LookupEnv)
+	st, err := stack.Start(ctx, stack.Options{Anthropic: fake, GuardianYAML: []byte(b.String()), EnvoyYAML: cfg.EnvoyYAML, Log: cfg.Log})
 	if err != nil {
-		up.Close()
 		return nil, "", "", err
 	}
-	gctx, cancel := context.WithCancel(ctx)
-	ready := make(chan cli.Listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- cli.Serve(gctx, gcfg, cfg.Log, ready) }()
-	var l cli.Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		cancel()
-		up.Close()
-		return nil, "", "", fmt.Errorf("guardian: %w", err)
-	}
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	rlsAddr := closed.Addr().String()
-	closed.Close()
-	env, err := emulator.Load(cfg.EnvoyYAML, emulator.Options{
-		Clusters: map[string]string{
-			"anthropic":          strings.TrimPrefix(up.URL, "https://"),
-			"ollama":             rlsAddr,
-			"guardian_extproc":   l.ExtProc,
-			"guardian_ratelimit": rlsAddr, // tenant limits are not what this measures
-		},
-		RootCAs: roots,
-		Logger:  cfg.Log,
-	})
-	if err == nil {
-		err = env.Start()
-	}
-	if err != nil {
-		cancel()
-		<-done
-		up.Close()
-		return nil, "", "", fmt.Errorf("emulator: %w", err)
-	}
-	stop = func() {
-		env.Close()
-		cancel()
-		<-done
-		up.Close()
-	}
-	return stop, "http://" + env.Addr(), l.Admin, nil
+	return st.Close, st.BaseURL, st.Guardian.Admin, nil
 }
