@@ -100,9 +100,7 @@ func (s *frontStream) admit(ctx context.Context, model string) *extprocv3.Proces
 				need.Input, need.Output, model),
 			setHeader("x-should-retry", "false"))
 	case errors.As(err, &rej) && rej.Reason == "no_key":
-		return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
-			"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
-			setHeader("x-should-retry", "false"))
+		return s.rejectNoKey()
 	case errors.As(err, &rej) && rej.Reason == "cancelled":
 		s.outcome = OutcomeAbandoned
 		return errorResponse(499, anthropic.APIError, "the client went away while the request waited", s.requestID)

@@ -187,9 +187,7 @@ func (s *frontStream) ProcessRequestBody(ctx context.Context, b *extprocv3.HttpB
 		return rt.reject, nil
 	}
 	if rt.backend == BackendClaude && !s.f.pool.Usable() {
-		return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
-			"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
-			setHeader("x-should-retry", "false")), nil
+		return s.rejectNoKey(), nil
 	}
 	if s.f.admit != nil && rt.backend == BackendClaude && s.endpoint == anthropic.Messages {
 		if resp := s.admit(ctx, rt.model); resp != nil {
@@ -220,6 +218,14 @@ func (s *frontStream) ProcessRequestBody(ctx context.Context, b *extprocv3.HttpB
 		}},
 		DynamicMetadata: md,
 	}, nil
+}
+
+// rejectNoKey answers 503 when no pool key is in service: retrying will
+// not help until the operator fixes the keys.
+func (s *frontStream) rejectNoKey() *extprocv3.ProcessingResponse {
+	return s.rejectWith(OutcomeNoKey, http.StatusServiceUnavailable, anthropic.APIError,
+		"claude-guardian has no usable Anthropic key: every pool key is disabled (see the gateway's log)",
+		setHeader("x-should-retry", "false"))
 }
 
 // reject answers the request with an Anthropic error and records why.
