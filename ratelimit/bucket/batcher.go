@@ -2,7 +2,9 @@ package bucket
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,11 @@ type call struct {
 	res    []any
 	err    error
 	done   chan struct{} // buffered: the worker never blocks on it
+
+	// decision marks a decideScript call: args[0] is buf, a count of 1
+	// then one decision, so the batcher can merge it with others (see
+	// merge) and res is that decision's part of the reply.
+	decision bool
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -29,16 +36,21 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // for the workers: each takes the first queued call, adds whatever else is
 // already queued (up to maxBatch) and sends them in one round trip. An idle
 // engine therefore sends a call at once; under load, calls queue while the
-// pipelines in flight wait on Redis and leave together. With a window > 0 a worker that sees other pipelines in
-// flight waits up to window for more calls before sending.
+// pipelines in flight wait on Redis and leave together. With a window > 0 a
+// worker that sees other pipelines in flight waits up to window for more
+// calls before sending. On a standalone Redis the decisions of a pipeline
+// go as one decideScript call; lease calls, and every call on a cluster,
+// go as one script call each.
 type batcher struct {
 	client   redis.UniversalClient
 	in       chan *call
 	maxBatch int
 	window   time.Duration
+	merge    bool // standalone Redis: merge a batch's decisions into one call
 	inflight atomic.Int32
 	batches  atomic.Int64 // pipelines of more than one call, for tests
 	batched  atomic.Int64 // calls sent in those pipelines
+	merged   atomic.Int64 // decisions sent in merged calls
 
 	ctx    context.Context // cancelled by close
 	cancel context.CancelFunc
@@ -49,7 +61,9 @@ type batcher struct {
 
 func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Duration) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
+	_, merge := c.(*redis.Client)
 	b := &batcher{
+		merge:    merge,
 		client:   c,
 		in:       make(chan *call, workers*maxBatch),
 		maxBatch: maxBatch,
@@ -110,7 +124,7 @@ func (b *batcher) run(ctx context.Context, c *call) error {
 func (b *batcher) work() {
 	defer b.wg.Done()
 	batch := make([]*call, 0, b.maxBatch)
-	cmds := make([]*redis.Cmd, 0, b.maxBatch)
+	sc := &scratch{}
 	var timer *time.Timer
 	for {
 		select {
@@ -138,13 +152,12 @@ func (b *batcher) work() {
 			timer.Stop()
 		}
 		b.inflight.Add(1)
-		cmds = b.exec(batch, cmds[:0])
+		b.exec(batch, sc)
 		b.inflight.Add(-1)
 		for i, c := range batch {
 			c.done <- struct{}{}
 			batch[i] = nil
 		}
-		clear(cmds)
 	}
 }
 
@@ -161,8 +174,16 @@ func (b *batcher) fill(batch []*call) []*call {
 	return batch
 }
 
+// scratch is a worker's reusable memory for exec.
+type scratch struct {
+	cmds  []*redis.Cmd
+	sends []send
+	keys  []string // the keys of the merged decisions
+	args  []byte   // their packed arguments
+}
+
 // exec runs the live calls of batch and sets their res and err.
-func (b *batcher) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
+func (b *batcher) exec(batch []*call, sc *scratch) {
 	// Move calls whose caller gave up to the end (they are still signalled).
 	live := 0
 	for i, c := range batch {
@@ -175,45 +196,140 @@ func (b *batcher) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	}
 	switch live {
 	case 0:
-		return cmds
+		return
 	case 1:
 		b.execOne(batch[0])
-		return cmds
+		return
 	}
-	ctx, cancel := b.batchContext(batch[:live])
+	batch = batch[:live]
+	ctx, cancel := b.batchContext(batch)
 	defer cancel()
 	b.batches.Add(1)
 	b.batched.Add(int64(live))
-	pipe := b.client.Pipeline()
-	for _, c := range batch[:live] {
-		cmds = append(cmds, c.script.EvalSha(ctx, pipe, c.keys, c.args...))
-	}
-	_, _ = pipe.Exec(ctx) // errors are per command
-	retry := false
-	for i, c := range batch[:live] {
-		c.res, c.err = cmds[i].Slice()
-		retry = retry || isNoScript(c.err)
-	}
-	if !retry {
-		return cmds
-	}
-	// The script cache was flushed (restart, failover, SCRIPT FLUSH): send
-	// the source once more with EVAL, which also caches it again.
-	pipe = b.client.Pipeline()
-	for i, c := range batch[:live] {
-		if isNoScript(c.err) {
-			cmds[i] = c.script.Eval(ctx, pipe, c.keys, c.args...)
+
+	// On a standalone Redis every decision goes into one script call (the
+	// first send); other calls, and every call on a cluster, go alone.
+	sends, cmds := sc.sends[:0], sc.cmds[:0]
+	merged := 0
+	if b.merge {
+		sc.keys, sc.args = sc.keys[:0], appendInts(sc.args[:0], 0)
+		for _, c := range batch {
+			if c.decision {
+				sc.keys = append(sc.keys, c.keys...)
+				sc.args = append(sc.args, c.buf[8:]...)
+				merged++
+			}
+		}
+		if merged > 1 {
+			b.merged.Add(int64(merged))
+			binary.LittleEndian.PutUint64(sc.args, uint64(merged))
+			sends = append(sends, send{script: decideScript, keys: sc.keys, args: []any{sc.args}})
 		} else {
-			cmds[i] = nil
+			merged = 0
 		}
 	}
-	_, _ = pipe.Exec(ctx)
-	for i, c := range batch[:live] {
-		if cmds[i] != nil {
-			c.res, c.err = cmds[i].Slice()
+	for _, c := range batch {
+		if merged == 0 || !c.decision {
+			sends = append(sends, send{script: c.script, keys: c.keys, args: c.args, c: c})
 		}
 	}
-	return cmds
+	for attempt := 0; ; attempt++ {
+		pipe := b.client.Pipeline()
+		cmds = cmds[:0]
+		for _, s := range sends {
+			switch {
+			case s.done:
+				cmds = append(cmds, nil)
+			case attempt == 0:
+				cmds = append(cmds, s.script.EvalSha(ctx, pipe, s.keys, s.args...))
+			default:
+				cmds = append(cmds, s.script.Eval(ctx, pipe, s.keys, s.args...))
+			}
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command
+		retry := false
+		for i := range sends {
+			s := &sends[i]
+			if s.done {
+				continue
+			}
+			s.res, s.err = cmds[i].Slice()
+			// A flushed script cache (restart, failover, SCRIPT FLUSH): send
+			// the source once more with EVAL, which also caches it again.
+			if attempt == 0 && isNoScript(s.err) {
+				retry = true
+				continue
+			}
+			s.done = true
+		}
+		if !retry {
+			break
+		}
+	}
+	for i := range sends {
+		s := &sends[i]
+		if s.c != nil {
+			s.c.res, s.c.err = s.res, s.err
+			if s.c.decision && s.err == nil {
+				if _, err := decisionPart(s.res, 0, s.c); err != nil {
+					s.c.err = err
+				}
+			}
+			continue
+		}
+		err := s.err
+		for pos, c := 0, 0; err == nil && c < len(batch); c++ {
+			if batch[c].decision {
+				pos, err = decisionPart(s.res, pos, batch[c])
+			}
+		}
+		if err != nil {
+			for _, c := range batch {
+				if c.decision {
+					c.err = err
+				}
+			}
+		}
+	}
+	clear(sends)
+	clear(cmds)
+	clear(sc.keys)
+	sc.sends, sc.cmds = sends[:0], cmds[:0]
+}
+
+// send is one script call of a pipeline: one call (c), or every decision
+// of the batch merged (c nil).
+type send struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	c      *call
+	res    []any
+	err    error
+	done   bool
+}
+
+// decisionPart gives c its part of a decideScript reply, starting at pos,
+// and returns where the next part starts: {0, allowed, now, 3 values per
+// key} becomes c.res, {1, message} c.err. The error is a malformed reply.
+func decisionPart(res []any, pos int, c *call) (int, error) {
+	if pos+2 > len(res) {
+		return 0, fmt.Errorf("unexpected decision reply of %d values", len(res))
+	}
+	switch status, _ := res[pos].(int64); status {
+	case 0:
+		n := 3 + 3*len(c.keys)
+		if pos+n > len(res) {
+			return 0, fmt.Errorf("unexpected decision reply of %d values", len(res))
+		}
+		c.res, c.err = res[pos+1:pos+n], nil
+		return pos + n, nil
+	case 1:
+		msg, _ := res[pos+1].(string)
+		c.res, c.err = nil, errors.New(msg)
+		return pos + 2, nil
+	}
+	return 0, fmt.Errorf("unexpected decision status %v", res[pos])
 }
 
 // execOne runs one call without a pipeline; Script.Run falls back to EVAL
@@ -222,6 +338,11 @@ func (b *batcher) execOne(c *call) {
 	ctx, cancel := b.batchContext([]*call{c})
 	defer cancel()
 	c.res, c.err = c.script.Run(ctx, b.client, c.keys, c.args...).Slice()
+	if c.decision && c.err == nil {
+		if _, err := decisionPart(c.res, 0, c); err != nil {
+			c.err = err
+		}
+	}
 }
 
 // batchContext bounds a pipeline by the latest caller deadline, if every

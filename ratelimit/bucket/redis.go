@@ -106,20 +106,30 @@ func (r *Redis) do(ctx context.Context, o op, reqs []Request) (Decision, error) 
 		return Decision{}, err
 	}
 	var planBuf [4]plan
-	plans := planBuf[:0]
-	if len(reqs) > len(planBuf) {
-		plans = make([]plan, 0, len(reqs))
+	c, plans, err := r.decisionCall(o, reqs, planBuf[:0])
+	if err != nil {
+		return Decision{}, err
 	}
+	if err := r.b.run(ctx, c); err != nil {
+		return Decision{}, fmt.Errorf("bucket: redis: %w", err) // c is dropped: a worker may still hold it
+	}
+	d, err := decodeDecision(c.res, plans)
+	recycle(c)
+	return d, err
+}
+
+// decisionCall plans reqs and packs them as one decideScript decision.
+func (r *Redis) decisionCall(o op, reqs []Request, plans []plan) (*call, []plan, error) {
 	t, override := r.now()
 	c := callPool.Get().(*call)
-	b := appendInts(c.buf[:0], int64(o), override)
+	b := appendInts(c.buf[:0], 1, int64(o), override, int64(len(reqs)))
 	keys := c.keys[:0]
 	for i := range reqs {
 		p, err := newPlan(o, &reqs[i], t)
 		if err != nil {
 			c.keys = keys
 			recycle(c)
-			return Decision{}, err
+			return nil, nil, err
 		}
 		plans = append(plans, p)
 		keys = append(keys, r.prefix+reqs[i].Key)
@@ -133,14 +143,9 @@ func (r *Redis) do(ctx context.Context, o op, reqs []Request) (Decision, error) 
 		}
 		b = appendInts(b, 0, p.cap, p.inc.us, p.inc.frac, p.tau.us, p.tau.frac, sign)
 	}
-	c.buf, c.keys, c.script = b, keys, decideScript
-	c.args = append(c.args[:0], string(b))
-	if err := r.b.run(ctx, c); err != nil {
-		return Decision{}, fmt.Errorf("bucket: redis: %w", err) // c is dropped: a worker may still hold it
-	}
-	d, err := decodeDecision(c.res, plans)
-	recycle(c)
-	return d, err
+	c.buf, c.keys, c.script, c.decision = b, keys, decideScript, true
+	c.args = append(c.args[:0], b)
+	return c, plans, nil
 }
 
 func decodeDecision(res []any, plans []plan) (Decision, error) {
@@ -190,6 +195,6 @@ func recycle(c *call) {
 	clear(c.keys)
 	clear(c.args)
 	c.keys, c.args = c.keys[:0], c.args[:0]
-	c.ctx, c.res, c.err, c.script = nil, nil, nil, nil
+	c.ctx, c.res, c.err, c.script, c.decision = nil, nil, nil, nil, false
 	callPool.Put(c)
 }

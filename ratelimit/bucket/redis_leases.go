@@ -70,7 +70,7 @@ func (r *Redis) lease(ctx context.Context, o int64, key string, limit int64, ttl
 	c := callPool.Get().(*call)
 	c.buf = appendInts(c.buf[:0], o, override, limit, ttl.Microseconds())
 	c.keys = append(c.keys[:0], r.prefix+key)
-	c.args = append(c.args[:0], string(c.buf), id)
+	c.args = append(c.args[:0], c.buf, id)
 	c.script = leaseScript
 	if err := r.b.run(ctx, c); err != nil {
 		return v, fmt.Errorf("bucket: redis: %w", err)

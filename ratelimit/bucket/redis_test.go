@@ -2,7 +2,9 @@ package bucket
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -186,31 +188,102 @@ func TestNewRedisOptions(t *testing.T) {
 	}
 }
 
-// TestBatchNoScript drives one pipeline of several calls straight after
-// SCRIPT FLUSH: every EVALSHA fails with NOSCRIPT and is resent with EVAL.
+// TestBatchNoScript drives one pipeline of lease calls and decisions
+// straight after SCRIPT FLUSH: every EVALSHA fails with NOSCRIPT and is
+// resent with EVAL. The decisions go as one merged script call, in order:
+// the second of two takes on one key sees the first.
 func TestBatchNoScript(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newTestRedis(t, srv.Client, RedisOptions{})
+	e := newTestRedis(t, srv.Client, RedisOptions{Clock: newFakeClock(time.Unix(1_800_000_000, 0)).Now})
 	ctx := context.Background()
 	if err := srv.Client.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	var batch []*call
-	for i := range 3 {
-		c := &call{ctx: ctx, script: leaseScript, done: make(chan struct{}, 1)}
-		c.keys = []string{e.prefix + "lease" + string(rune('a'+i))}
-		c.args = []any{string(appendInts(nil, leaseAcquire, 0, 5, 1_000_000)), "id"}
+	var plans [][]plan
+	for i := range 5 {
+		if i%2 == 1 {
+			c := &call{ctx: ctx, script: leaseScript, done: make(chan struct{}, 1)}
+			c.keys = []string{e.prefix + "lease" + string(rune('a'+i))}
+			c.args = []any{string(appendInts(nil, leaseAcquire, 0, 5, 1_000_000)), "id"}
+			batch = append(batch, c)
+			plans = append(plans, nil)
+			continue
+		}
+		// Decisions 0 and 2 take 3 of 4 on one bucket, decision 4 another.
+		key := "one"
+		if i == 4 {
+			key = "two"
+		}
+		c, p, err := e.decisionCall(opTake, []Request{{Key: key, Limit: Rate(4, time.Second), N: 3}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ctx = ctx
 		batch = append(batch, c)
+		plans = append(plans, p)
 	}
-	e.b.exec(batch, nil)
+	e.b.exec(batch, &scratch{})
 	for i, c := range batch {
-		if c.err != nil || len(c.res) != 4 || c.res[0] != int64(1) {
-			t.Fatalf("call %d: res %v err %v", i, c.res, c.err)
+		if plans[i] == nil {
+			if c.err != nil || len(c.res) != 4 || c.res[0] != int64(1) {
+				t.Fatalf("lease call %d: res %v err %v", i, c.res, c.err)
+			}
+			continue
+		}
+		if c.err != nil {
+			t.Fatalf("decision %d: %v", i, c.err)
+		}
+		d, err := decodeDecision(c.res, plans[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i != 2; d.Allowed != want {
+			t.Errorf("decision %d allowed %v, want %v", i, d.Allowed, want)
 		}
 	}
-	exists, err := srv.Client.ScriptExists(ctx, leaseScript.Hash()).Result()
-	if err != nil || !exists[0] {
-		t.Fatalf("script not cached again: %v %v", exists, err)
+	if n := e.b.merged.Load(); n != 3 {
+		t.Errorf("%d decisions went in a merged call, want 3", n)
+	}
+	for _, s := range []*redis.Script{leaseScript, decideScript} {
+		exists, err := srv.Client.ScriptExists(ctx, s.Hash()).Result()
+		if err != nil || !exists[0] {
+			t.Fatalf("script not cached again: %v %v", exists, err)
+		}
+	}
+}
+
+// TestBatchDecisionError checks that a decision the script refuses (its
+// day windows do not contain the clock) fails alone: the others merged
+// into the same call are decided.
+func TestBatchDecisionError(t *testing.T) {
+	srv := redistest.Start(t)
+	now := time.Unix(1_800_000_000, 0)
+	e := newTestRedis(t, srv.Client, RedisOptions{Clock: newFakeClock(now).Now})
+	ctx := context.Background()
+	var batch []*call
+	for i := range 3 {
+		c, _, err := e.decisionCall(opTake, []Request{{Key: "d" + strconv.Itoa(i), Limit: PerDay(10, nil), N: 1}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ctx = ctx
+		batch = append(batch, c)
+	}
+	// Decision 1 says it is three days later than its windows: bytes 16-23
+	// of a packed call are its clock (after the count and the op).
+	binary.LittleEndian.PutUint64(batch[1].buf[16:], uint64(now.Add(72*time.Hour).UnixMicro()))
+	e.b.exec(batch, &scratch{})
+	for i, c := range batch {
+		if i == 1 {
+			if c.err == nil || !strings.Contains(c.err.Error(), "clock more than a day away") {
+				t.Errorf("decision 1: err %v, want the day-window error", c.err)
+			}
+			continue
+		}
+		if c.err != nil || len(c.res) != 5 || c.res[0] != int64(1) {
+			t.Errorf("decision %d: res %v err %v", i, c.res, c.err)
+		}
 	}
 }
 
