@@ -43,6 +43,7 @@ type options struct {
 	tenants, hits             int
 	duration, warmup          time.Duration
 	axes                      int
+	rate                      float64
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.tenants, "tenants", 1000, "distinct tenants (descriptor (tenant, axis))")
 	fs.IntVar(&o.hits, "hits", 1, "hits_addend per descriptor")
 	fs.IntVar(&o.axes, "axes", 1, "descriptors per call: 1 = requests; 2 = requests and input_tokens")
+	fs.Float64Var(&o.rate, "rate", 0, "offered calls/s, open loop (0: as fast as -concurrency allows); a call due while every worker is busy counts from when it was due")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured run first")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +117,7 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	var (
 		measuring atomic.Bool
 		next      atomic.Int64
+		slot      atomic.Int64
 		errs      atomic.Int64
 		over      atomic.Int64
 		mu        sync.Mutex
@@ -129,6 +132,19 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 			mine := make([]time.Duration, 0, 1<<16)
 			for ctx.Err() == nil {
 				t0 := time.Now()
+				if o.rate > 0 {
+					// Open loop: call k is due at start + k/rate. A call that
+					// is due while every worker is busy counts from when it was
+					// due (no coordinated omission); one a worker sleeps for
+					// counts from when the worker wakes, since Go's timers
+					// may oversleep by up to a millisecond, which is ours,
+					// not the server's.
+					t0 = start.Add(time.Duration(float64(slot.Add(1)-1) / o.rate * float64(time.Second)))
+					if wait := time.Until(t0); wait > 0 {
+						time.Sleep(wait)
+						t0 = time.Now()
+					}
+				}
 				if t0.After(end) {
 					break
 				}
@@ -161,6 +177,9 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	label := o.label
 	if label == "" {
 		label = o.addr
+	}
+	if o.rate > 0 {
+		label += fmt.Sprintf(" at %.0f/s", o.rate)
 	}
 	fmt.Fprintf(out, "%-28s %10.0f decisions/s  p50 %8s  p99 %8s  p999 %8s  over %d  errors %d\n",
 		label, float64(len(lat))/elapsed.Seconds(), round(pct(.5)), round(pct(.99)), round(pct(.999)), over.Load(), errs.Load())
