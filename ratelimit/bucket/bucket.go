@@ -54,6 +54,14 @@ type Request struct {
 	Key   string
 	Limit Limit
 	N     int64
+	// Debt (TokenBucket, Take and Peek only) lets the bucket end up to Debt
+	// tokens below empty: the request passes when N − Debt tokens are
+	// available and still takes all N, so later requests wait until the
+	// debt is refilled or refunded. It models a limit that admits on a
+	// little and charges more later, like Anthropic's output tokens: a
+	// request may start while any remain, and what it produces is counted
+	// as it goes. Remaining never reports less than 0.
+	Debt int64
 }
 
 // Result is the state of one bucket after a call.

@@ -89,6 +89,7 @@ type plan struct {
 	perUS int64
 	inc   instant // |N| emission intervals
 	tau   instant // Burst emission intervals
+	ctau  instant // what a Take may fill: tau plus Debt emission intervals
 
 	// Daily: starts of yesterday, today, tomorrow and the day after, µs.
 	win [4]int64
@@ -104,6 +105,9 @@ func newPlan(o op, r *Request, now time.Time) (plan, error) {
 	}
 	if l.Capacity < 1 || l.Capacity > maxCapacity {
 		return plan{}, fmt.Errorf("%w: %q capacity %d", ErrInvalidLimit, r.Key, l.Capacity)
+	}
+	if r.Debt < 0 || (r.Debt > 0 && l.Kind != TokenBucket) {
+		return plan{}, fmt.Errorf("%w: %q debt %d (token buckets only, not negative)", ErrInvalidLimit, r.Key, r.Debt)
 	}
 	p := plan{kind: l.Kind, cap: l.Capacity, n: r.N}
 	switch l.Kind {
@@ -128,7 +132,16 @@ func newPlan(o op, r *Request, now time.Time) (plan, error) {
 			n = math.MaxInt64
 		}
 		p.inc = scaled(n, p.perUS, p.cap)
-		p.never = o != opAdjust && r.N > burst
+		p.ctau = p.tau
+		debt := int64(0)
+		if o != opAdjust && r.Debt > 0 {
+			debt = min(r.Debt, r.N)
+			p.ctau = scaled(burst+debt, p.perUS, p.cap)
+			if p.ctau.us >= maxTau {
+				return plan{}, fmt.Errorf("%w: %q burst and debt last over %d µs", ErrInvalidLimit, r.Key, int64(maxTau))
+			}
+		}
+		p.never = o != opAdjust && r.N-debt > burst
 	case Daily:
 		if r.N > maxDailyN || r.N < -maxDailyN {
 			return plan{}, fmt.Errorf("%w: %q N=%d out of range", ErrInvalidLimit, r.Key, r.N)
@@ -185,7 +198,7 @@ func (p *plan) apply(o op, st state, has bool, now int64) (outcome, error) {
 		}
 	case o != opAdjust:
 		next = tat.add(p.inc, p.cap)
-		if full.less(next) {
+		if (instant{now, 0}).add(p.ctau, p.cap).less(next) {
 			out.ok = false
 			next = tat
 		}
@@ -247,7 +260,7 @@ func (p *plan) result(out outcome, committed bool, now int64) Result {
 	case p.never:
 		res.RetryAfter = Never
 	default:
-		res.RetryAfter = tat.add(p.inc, p.cap).sub(p.tau, p.cap).sub(nowI, p.cap).ceilDuration()
+		res.RetryAfter = tat.add(p.inc, p.cap).sub(p.ctau, p.cap).sub(nowI, p.cap).ceilDuration()
 	}
 	return res
 }

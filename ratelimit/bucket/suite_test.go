@@ -27,6 +27,7 @@ func runSuite(t *testing.T, mk newStore) {
 	t.Run("all or nothing", func(t *testing.T) { testAllOrNothing(t, mk) })
 	t.Run("adjust clamps", func(t *testing.T) { testAdjust(t, mk) })
 	t.Run("peek", func(t *testing.T) { testPeek(t, mk) })
+	t.Run("debt", func(t *testing.T) { testDebt(t, mk) })
 	t.Run("daily", func(t *testing.T) { testDaily(t, mk) })
 	t.Run("invalid", func(t *testing.T) { testInvalid(t, mk) })
 	t.Run("leases", func(t *testing.T) { testLeases(t, mk) })
@@ -64,6 +65,42 @@ func wantResult(t *testing.T, what string, got, want Result) {
 	if got != want {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
+}
+
+// testDebt: a Take with Debt passes on N − Debt tokens, takes N, and the
+// debt holds later requests back until it is refilled or refunded.
+func testDebt(t *testing.T, mk newStore) {
+	clk := newFakeClock(epoch)
+	e := mk(t, clk.Now)
+	l := Rate(10, time.Second) // one token per 100 ms
+	take(t, e, Request{Key: "debt", Limit: l, N: 8})
+	// 2 left: N=5 needs only 1 with a debt of 4, and leaves the bucket 3
+	// tokens below empty.
+	if d := peek(t, e, Request{Key: "debt", Limit: l, N: 5, Debt: 4}); !d.Allowed {
+		t.Fatalf("peek with debt: %+v", d.Buckets[0])
+	}
+	d := take(t, e, Request{Key: "debt", Limit: l, N: 5, Debt: 4})
+	wantResult(t, "take into debt", d.Buckets[0], Result{Allowed: true, Limit: 10, ResetAfter: 1300 * time.Millisecond})
+	// The next needs 1 token: 3 of debt plus 1 = 400 ms; with a debt of its
+	// own it still waits for the bucket to be non-empty.
+	d = take(t, e, Request{Key: "debt", Limit: l, N: 1})
+	wantResult(t, "in debt", d.Buckets[0], Result{Limit: 10, RetryAfter: 400 * time.Millisecond, ResetAfter: 1300 * time.Millisecond})
+	d = take(t, e, Request{Key: "debt", Limit: l, N: 6, Debt: 5})
+	wantResult(t, "in debt, debt allowed", d.Buckets[0], Result{Limit: 10, RetryAfter: 400 * time.Millisecond, ResetAfter: 1300 * time.Millisecond})
+	// A refund of 4 (the request used 1 of its 5) pays the debt back.
+	adjust(t, e, Request{Key: "debt", Limit: l, N: -4})
+	d = take(t, e, Request{Key: "debt", Limit: l, N: 1})
+	wantResult(t, "after refund", d.Buckets[0], Result{Allowed: true, Limit: 10, ResetAfter: time.Second})
+	// Debt never lets N − Debt above the burst through, and an Adjust
+	// ignores it (it clamps at empty as always).
+	if d := take(t, e, Request{Key: "debt2", Limit: l, N: 30, Debt: 19}); d.Allowed || d.Buckets[0].RetryAfter != Never {
+		t.Fatalf("N − Debt > burst: %+v", d.Buckets[0])
+	}
+	if d := take(t, e, Request{Key: "debt2", Limit: l, N: 30, Debt: 20}); !d.Allowed {
+		t.Fatalf("N − Debt = burst: %+v", d.Buckets[0])
+	}
+	d = adjust(t, e, Request{Key: "debt3", Limit: l, N: 15, Debt: 10})
+	wantResult(t, "adjust ignores debt", d.Buckets[0], Result{Allowed: true, Limit: 10, ResetAfter: time.Second})
 }
 
 func testTokenBucket(t *testing.T, mk newStore) {
@@ -339,6 +376,8 @@ func testInvalid(t *testing.T, mk newStore) {
 		{"negative burst", []Request{{Key: "k", Limit: Limit{Capacity: 1, Per: time.Second, Burst: -1}}}, ErrInvalidLimit},
 		{"unknown kind", []Request{{Key: "k", Limit: Limit{Kind: 9, Capacity: 1}}}, ErrInvalidLimit},
 		{"negative take", []Request{{Key: "k", Limit: l, N: -1}}, ErrNegativeN},
+		{"negative debt", []Request{{Key: "k", Limit: l, N: 1, Debt: -1}}, ErrInvalidLimit},
+		{"debt on a daily quota", []Request{{Key: "k", Limit: PerDay(5, nil), N: 1, Debt: 1}}, ErrInvalidLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
