@@ -1,6 +1,7 @@
 package poolsim
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -32,22 +33,29 @@ type Config struct {
 	// OutputReservation is guardian's pool.output_reservation ("" keeps
 	// the default, max_tokens).
 	OutputReservation string
+	// OutputAtStart makes the fake count output tokens at the start from
+	// max_tokens (Anthropic's mid-2025 rule) and sets guardian's
+	// pool.output_counting to match; by default both count them as
+	// produced (the current rule).
+	OutputAtStart bool
 }
 
 // Result is one strategy's figures.
 type Result struct {
-	Strategy         string  `json:"strategy"`
-	Offered          int     `json:"offered"`
-	Succeeded        int     `json:"succeeded"`
-	Caller429        int     `json:"caller_429"`
-	CallerOther      int     `json:"caller_other_errors"`
-	Upstream429      int     `json:"upstream_429"`
-	InputEfficiency  float64 `json:"input_efficiency"`
-	OutputEfficiency float64 `json:"output_efficiency"`
-	Efficiency       float64 `json:"efficiency"`
-	QueueWaitP50ms   float64 `json:"queue_wait_p50_ms"`
-	QueueWaitP99ms   float64 `json:"queue_wait_p99_ms"`
-	ReservationError float64 `json:"reservation_error"`
+	Strategy    string `json:"strategy"`
+	Offered     int    `json:"offered"`
+	Succeeded   int    `json:"succeeded"`
+	Caller429   int    `json:"caller_429"`
+	CallerOther int    `json:"caller_other_errors"`
+	Upstream429 int    `json:"upstream_429"`
+	// Upstream429By counts upstream 429s by the limit they were for.
+	Upstream429By    map[string]int `json:"upstream_429_by,omitempty"`
+	InputEfficiency  float64        `json:"input_efficiency"`
+	OutputEfficiency float64        `json:"output_efficiency"`
+	Efficiency       float64        `json:"efficiency"`
+	QueueWaitP50ms   float64        `json:"queue_wait_p50_ms"`
+	QueueWaitP99ms   float64        `json:"queue_wait_p99_ms"`
+	ReservationError float64        `json:"reservation_error"`
 }
 
 func keyOf(i int) string { return fmt.Sprintf("sk-ant-bench-%02d", i) }
@@ -60,7 +68,7 @@ func Run(ctx context.Context, strategy string, cfg Config, w Workload) (Result, 
 		accts = append(accts, fakeanthropic.Account{Name: fmt.Sprintf("org-%02d", i), Keys: []string{keyOf(i)}, Limits: cfg.Limits})
 		keys = append(keys, keyOf(i))
 	}
-	fake, err := fakeanthropic.NewServer(fakeanthropic.Config{Accounts: accts, PingEvery: -1})
+	fake, err := fakeanthropic.NewServer(fakeanthropic.Config{Accounts: accts, PingEvery: -1, OTPMAtStart: cfg.OutputAtStart})
 	if err != nil {
 		return Result{}, err
 	}
@@ -145,6 +153,10 @@ func measure(strategy string, cfg Config, fake *fakeanthropic.Server, outcomes [
 	for _, r := range fake.Requests() {
 		if r.Status == 429 {
 			res.Upstream429++
+			if res.Upstream429By == nil {
+				res.Upstream429By = map[string]int{}
+			}
+			res.Upstream429By[cmp.Or(r.LimitHit, r.ErrorType)]++
 		}
 		if r.Status == 200 && r.Completed && r.Time.Sub(first) < cfg.Duration {
 			in += int64(r.InputTokens + r.CacheCreationInputTokens)
@@ -213,9 +225,15 @@ func startGuardian(ctx context.Context, cfg Config, fake *fakeanthropic.Server, 
 			i, cfg.Limits.RPM, cfg.Limits.ITPM, cfg.Limits.OTPM, i, k)
 	}
 	b.WriteString("gateway: {shutdown_timeout: 5s}\nlog: {level: error}\n")
-	if cfg.OutputReservation != "" {
-		fmt.Fprintf(&b, "pool: {output_reservation: %q}\n", cfg.OutputReservation)
+	counting := "as_produced"
+	if cfg.OutputAtStart {
+		counting = "at_start"
 	}
+	fmt.Fprintf(&b, "pool: {output_counting: %s", counting)
+	if cfg.OutputReservation != "" {
+		fmt.Fprintf(&b, ", output_reservation: %q", cfg.OutputReservation)
+	}
+	b.WriteString("}\n")
 	st, err := stack.Start(ctx, stack.Options{Anthropic: fake, GuardianYAML: []byte(b.String()), EnvoyYAML: cfg.EnvoyYAML, Log: cfg.Log})
 	if err != nil {
 		return nil, "", "", err

@@ -293,7 +293,7 @@ func (x *exchange) admit(req *MessagesRequest, plan *cachePlan, segs []segment) 
 		x.setHeadersLocked(now)
 		secs := max(int64(1), int64(math.Ceil(wait.Seconds())))
 		x.w.Header().Set("retry-after", strconv.FormatInt(secs, 10))
-		x.rec.Status, x.rec.ErrorType = http.StatusTooManyRequests, ErrRateLimit
+		x.rec.Status, x.rec.ErrorType, x.rec.LimitHit = http.StatusTooManyRequests, ErrRateLimit, first.phrase
 		writeError(x.w, errf(http.StatusTooManyRequests, ErrRateLimit, rateLimitMessage(first, a.orgID, req.Model)))
 		return false
 	}

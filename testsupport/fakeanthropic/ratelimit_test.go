@@ -40,6 +40,9 @@ func TestRPMLimitAndRetryAfter(t *testing.T) {
 	if e.Error.Type != ErrRateLimit || e.Error.Message != wantMsg || e.RequestID != r.header.Get("request-id") {
 		t.Errorf("429 body = %+v", e)
 	}
+	if recs := s.Requests(); recs[len(recs)-1].LimitHit != "requests per minute" || recs[0].LimitHit != "" {
+		t.Errorf("LimitHit recorded %q (429) and %q (200)", recs[len(recs)-1].LimitHit, recs[0].LimitHit)
+	}
 	// One request refills in 60/3 = 20 s.
 	if got := r.header.Get("retry-after"); got != "20" {
 		t.Errorf("retry-after = %q, want 20", got)

@@ -25,6 +25,10 @@ type RecordedRequest struct {
 	ErrorType        string           // error.type of an error answer, "" on success
 	RequestID        string
 	Fault            FaultKind // injected fault applied, 0 if none
+	// LimitHit names the rate limit a 429 was for, as in its message
+	// ("requests per minute", "input tokens per minute", "output tokens
+	// per minute"); "" otherwise.
+	LimitHit string
 	// Usage as reported to the client (zero for errors).
 	InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int
 	Completed                                                                 bool // the response ended normally (message_stop sent / JSON written)
