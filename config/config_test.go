@@ -105,6 +105,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
 		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
 		{"pool_bad_output_reservation.yaml", `config: pool.output_reservation: "lots" is not max_tokens or a positive number of tokens`},
+		{"pool_bad_output_counting.yaml", `config: pool.output_counting: "at_end" is not as_produced or at_start`},
 		{"pool_short_lease_ttl.yaml", "config: pool.lease_ttl: must be at least 3s"},
 		{"client_negative_concurrency.yaml", "config: clients[0].concurrency: must not be negative"},
 		{"account_bad_class.yaml", `config: accounts[0].classes: "gpt" is not a model class (opus, sonnet, haiku)`},
@@ -217,14 +218,14 @@ func TestPoolSection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(c.Pool.MaxWait) != 30*time.Second || c.Pool.OutputTokens(4096) != 4096 || !c.Pool.AffinityOn() {
+	if time.Duration(c.Pool.MaxWait) != 30*time.Second || c.Pool.OutputTokens(4096) != 4096 || !c.Pool.AffinityOn() || c.Pool.OutputCounting != OutputAsProduced {
 		t.Errorf("defaults: %+v", c.Pool)
 	}
-	c, err = Parse([]byte("pool: {max_wait: 5s, output_reservation: 1024, affinity: false}\n"+base), env(nil))
+	c, err = Parse([]byte("pool: {max_wait: 5s, output_reservation: 1024, output_counting: at_start, affinity: false}\n"+base), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(c.Pool.MaxWait) != 5*time.Second || c.Pool.OutputTokens(4096) != 1024 || c.Pool.OutputTokens(100) != 100 || c.Pool.AffinityOn() {
+	if time.Duration(c.Pool.MaxWait) != 5*time.Second || c.Pool.OutputTokens(4096) != 1024 || c.Pool.OutputTokens(100) != 100 || c.Pool.AffinityOn() || c.Pool.OutputCounting != OutputAtStart {
 		t.Errorf("set: %+v", c.Pool)
 	}
 }

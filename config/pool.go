@@ -16,6 +16,16 @@ type Pool struct {
 	// "max_tokens" (the default, safe whether Anthropic counts output at
 	// the start or as produced) or a number N, meaning min(max_tokens, N).
 	OutputReservation string `yaml:"output_reservation"`
+	// OutputCounting is how Anthropic counts output tokens per minute
+	// (OTPM), which decides when a request may start: "as_produced" (the
+	// default, Anthropic's current documentation: OTPM is "evaluated in
+	// real time as output tokens are produced" and max_tokens does not
+	// factor in, so a request may start while the account has any output
+	// tokens left; its reservation may leave our bucket in debt until it is
+	// settled) or "at_start" (the mid-2025 documentation: OTPM estimated
+	// from max_tokens when the request starts, so the whole reservation
+	// must be available first).
+	OutputCounting string `yaml:"output_counting"`
 	// Affinity keeps a conversation (system prompt and first message) on
 	// the account it used while that account has headroom, so Anthropic's
 	// prompt cache keeps hitting. Default true.
@@ -37,6 +47,12 @@ func (p Pool) OutputTokens(maxTokens int64) int64 {
 	return maxTokens
 }
 
+// Output counting modes (pool.output_counting).
+const (
+	OutputAsProduced = "as_produced"
+	OutputAtStart    = "at_start"
+)
+
 // AffinityOn reports whether conversation affinity is on.
 func (p Pool) AffinityOn() bool { return p.Affinity == nil || *p.Affinity }
 
@@ -49,6 +65,9 @@ func (p *Pool) applyDefaults() {
 	}
 	if p.OutputReservation == "" {
 		p.OutputReservation = "max_tokens"
+	}
+	if p.OutputCounting == "" {
+		p.OutputCounting = OutputAsProduced
 	}
 }
 
@@ -63,6 +82,9 @@ func (p *Pool) validate() error {
 		if n, err := strconv.ParseInt(p.OutputReservation, 10, 64); err != nil || n < 1 {
 			return fmt.Errorf("pool.output_reservation: %q is not max_tokens or a positive number of tokens", p.OutputReservation)
 		}
+	}
+	if p.OutputCounting != OutputAsProduced && p.OutputCounting != OutputAtStart {
+		return fmt.Errorf("pool.output_counting: %q is not as_produced or at_start", p.OutputCounting)
 	}
 	return nil
 }

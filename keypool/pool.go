@@ -22,16 +22,17 @@ import (
 
 // Pool is the set of accounts and keys. It is safe for concurrent use.
 type Pool struct {
-	accounts []*Account
-	keys     []*Key
-	byID     map[string]*Key
-	now      func() time.Time
-	log      *slog.Logger
-	metrics  *Metrics
-	engine   bucket.Engine
-	leases   bucket.Leases // nil: no concurrency caps
-	leaseTTL time.Duration
-	affinity sync.Map // conversation hash -> *Account
+	accounts   []*Account
+	keys       []*Key
+	byID       map[string]*Key
+	now        func() time.Time
+	log        *slog.Logger
+	metrics    *Metrics
+	engine     bucket.Engine
+	leases     bucket.Leases // nil: no concurrency caps
+	leaseTTL   time.Duration
+	outAtStart bool
+	affinity   sync.Map // conversation hash -> *Account
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -49,7 +50,10 @@ type Account struct {
 	buckets     map[Class]*classBuckets
 	classes     map[Class]*classState
 	inflight    atomic.Int64
-	next        atomic.Uint32 // round-robin among the account's keys
+	// alone serialises the reservations that may leave the output bucket
+	// in debt (see Options.OutputAtStart and reserveOn).
+	alone sync.Mutex
+	next  atomic.Uint32 // round-robin among the account's keys
 
 	mu        sync.Mutex
 	reading   anthropic.RateLimitReading
@@ -92,6 +96,14 @@ type Options struct {
 	Leases bucket.Leases
 	// LeaseTTL is a lease's life without renewal (default 1 m).
 	LeaseTTL time.Duration
+	// OutputAtStart makes a request wait until its whole output
+	// reservation fits (Anthropic's mid-2025 rule: OTPM estimated from
+	// max_tokens at the start). By default a request may start while the
+	// account has any output tokens left, as Anthropic's current docs say
+	// ("OTPM rate limits are evaluated in real time as output tokens are
+	// produced"); its reservation may then leave the bucket in debt, which
+	// holds later requests back until refilled or refunded at settlement.
+	OutputAtStart bool
 }
 
 // New builds a pool from configured accounts. Keys whose environment
@@ -110,7 +122,7 @@ func New(accounts []config.Account, o Options) *Pool {
 		o.LeaseTTL = time.Minute
 	}
 	p := &Pool{byID: map[string]*Key{}, now: o.Now, log: o.Logger, metrics: o.Metrics, engine: o.Engine,
-		leases: o.Leases, leaseTTL: o.LeaseTTL, changed: make(chan struct{})}
+		leases: o.Leases, leaseTTL: o.LeaseTTL, outAtStart: o.OutputAtStart, changed: make(chan struct{})}
 	for _, ca := range accounts {
 		a := newAccount(ca)
 		for _, ck := range ca.Keys {

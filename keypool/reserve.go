@@ -42,6 +42,8 @@ type Reservation struct {
 	// Leases are the concurrency leases the request holds.
 	Leases []Lease
 	renew  *renewer
+	at     time.Time      // when it was taken
+	before [numAxes]int64 // the levels before (see Account.capCharge)
 }
 
 // ErrNoKey is returned when no key of the pool is in service.
@@ -117,12 +119,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			}
 			acctLease = []Lease{l}
 		}
-		reqs := a.requests(class, 1, need.Input, need.Output)
-		d := bucket.Decision{Allowed: true}
-		var err error
-		if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
-			d, err = p.engine.Take(ctx, reqs)
-		}
+		d, reqs, err := p.take(ctx, a, class, need)
 		if err != nil || !d.Allowed {
 			p.releaseLeases(context.WithoutCancel(ctx), acctLease)
 		}
@@ -133,12 +130,12 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 		a.remember(class, d, p.metrics)
 		p.metrics.reservations.WithLabelValues(a.Name, result(d.Allowed)).Inc()
 		if d.Allowed {
-			p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(1)))
 			if need.Affinity != 0 {
 				p.affinity.Store(need.Affinity, a)
 			}
 			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
-				Leases: append(append([]Lease(nil), held...), acctLease...)}
+				Leases: append(append([]Lease(nil), held...), acctLease...),
+				at:     p.now(), before: a.levelsBefore(class, reqs, d)}
 			if len(r.Leases) > 0 {
 				r.renew = p.startRenewer(r.Leases)
 			}
@@ -157,6 +154,37 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 		return nil, 0, ErrTooLarge
 	}
 	return nil, wait, nil
+}
+
+// take reserves need on a. With output counted as produced, a request
+// that starts while nothing else is in flight on the account may leave its
+// output bucket in debt (it needs one output token, not all it reserves).
+// Not while another request is in flight: that one may reach Anthropic
+// later, after this one has produced more than the bucket held, and find
+// it empty. The check and the take hold a.alone so two requests cannot both
+// start alone. (In flight is per replica: with several replicas sharing
+// Redis, one replica's request in transit is not seen by another, which
+// may then start one into debt; Anthropic would refuse the late one with a
+// 429 that is retried on another account.)
+func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (bucket.Decision, []bucket.Request, error) {
+	debt := !p.outAtStart
+	if debt {
+		a.alone.Lock()
+		defer a.alone.Unlock()
+		debt = a.inflight.Load() == 0
+	}
+	reqs := a.requests(class, 1, need.Input, need.Output, !debt)
+	d := bucket.Decision{Allowed: true}
+	var err error
+	if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
+		d, err = p.engine.Take(ctx, reqs)
+		if d.Allowed {
+		}
+	}
+	if err == nil && d.Allowed {
+		p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(1)))
+	}
+	return d, reqs, err
 }
 
 type candidate struct {
@@ -186,11 +214,11 @@ func (p *Pool) candidates(class Class, need Need, now time.Time) candidates {
 			out.wait = minWait(out.wait, until.Sub(now))
 			continue
 		}
-		if !a.fits(class, need) {
+		if !a.fits(class, need, p.outAtStart) {
 			out.tooLarge = true
 			continue
 		}
-		if w := a.anthropicWait(class, need, now); w > 0 {
+		if w := a.anthropicWait(class, need, p.outAtStart, now); w > 0 {
 			out.wait = minWait(out.wait, w)
 			continue
 		}
@@ -262,7 +290,11 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 		p.metrics.actual.WithLabelValues(r.Account.Name, "input").Add(float64(u.ITPMTokens()))
 		p.metrics.actual.WithLabelValues(r.Account.Name, "output").Add(float64(u.OutputTokens))
 	}
-	adj := r.Account.requests(r.Class, reqs, in, out)
+	if !r.at.IsZero() {
+		extra := r.Account.capCharge(r.Class, r.before, p.now().Sub(r.at))
+		reqs, in, out = reqs+extra[axRPM], in+extra[axITPM], out+extra[axOTPM]
+	}
+	adj := r.Account.requests(r.Class, reqs, in, out, true) // an Adjust has no debt rule
 	if len(adj) == 0 || (reqs == 0 && in == 0 && out == 0) {
 		return nil
 	}
@@ -338,7 +370,7 @@ type classState struct {
 // configured limit). It takes nothing.
 func (p *Pool) Remaining(ctx context.Context, a *Account, c Class) ([3]int64, error) {
 	out := [3]int64{-1, -1, -1}
-	reqs := a.requests(c, 0, 0, 0)
+	reqs := a.requests(c, 0, 0, 0, true)
 	if len(reqs) == 0 {
 		return out, nil
 	}

@@ -65,6 +65,100 @@ func TestReserveMostHeadroomThenFewestInFlight(t *testing.T) {
 	}
 }
 
+// TestOutputCounting: with output counted as produced (the default) a
+// request that starts alone on its account needs one output token and its
+// max_tokens reservation may leave the bucket in debt; with another request
+// in flight, or counted at the start, the whole reservation must be there
+// first. Refunds pay the debt back.
+func TestOutputCounting(t *testing.T) {
+	acct := config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}}
+	for _, atStart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "as produced", true: "at start"}[atStart], func(t *testing.T) {
+			clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+			p := New([]config.Account{acct}, Options{Now: clk.now, Engine: bucket.NewMemory(clk.now), OutputAtStart: atStart})
+			ctx := context.Background()
+			first := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 7000})
+			// 1,000 output tokens left and a request in flight: the next,
+			// asking for 4,000, waits for 3,000 (22.5 s at 8,000/min).
+			r, wait, err := p.Reserve(ctx, Need{Model: "m", Input: 10, Output: 4000})
+			if err != nil || r != nil || wait != 22500*time.Millisecond {
+				t.Fatalf("with a request in flight: got %v, wait %v, %v; want a wait of 22.5s", r, wait, err)
+			}
+			if err := p.Settle(ctx, first, anthropic.Usage{InputTokens: 10, OutputTokens: 7000}, true); err != nil {
+				t.Fatal(err)
+			}
+			r, wait, err = p.Reserve(ctx, Need{Model: "m", Input: 10, Output: 4000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if atStart {
+				if r != nil || wait != 22500*time.Millisecond {
+					t.Fatalf("at start: got %v, wait %v; want a wait of 22.5s", r, wait)
+				}
+				return
+			}
+			if r == nil {
+				t.Fatalf("as produced, alone: refused with 1,000 output tokens left (wait %v)", wait)
+			}
+			// Now 3,000 in debt: one more output token needs 3,001.
+			if r2, wait, _ := p.Reserve(ctx, Need{Model: "m", Input: 10, Output: 1}); r2 != nil || wait != 22507500*time.Microsecond {
+				t.Fatalf("in debt: got %v, wait %v; want a wait of 22.5075s", r2, wait)
+			}
+			// It produced 500 of its 4,000: the refund of 3,500 pays the
+			// debt and leaves 500.
+			if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: 500}, true); err != nil {
+				t.Fatal(err)
+			}
+			rem, err := p.Remaining(ctx, p.Accounts()[0], ClassOf("m"))
+			if err != nil || rem[axOTPM] != 500 {
+				t.Fatalf("after the refund: %v output tokens left, %v; want 500", rem[axOTPM], err)
+			}
+			mustReserve(t, p, Need{Model: "m", Input: 10, Output: 1})
+		})
+	}
+}
+
+// TestSettleChargesTheCap: a reservation taken on a full bucket and
+// settled later leaves ours no fuller than Anthropic's could be if it
+// counted the request only at the end (its bucket wasted the refill while
+// full; ours refilled): min(full, before + refill) − used. Away from full
+// nothing extra is charged.
+func TestSettleChargesTheCap(t *testing.T) {
+	p, clk, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}})
+	ctx := context.Background()
+	acct := p.Accounts()[0]
+	otpm := func() int64 {
+		t.Helper()
+		rem, err := p.Remaining(ctx, acct, ClassOf("m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rem[axOTPM]
+	}
+	r := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 1000})
+	clk.advance(3 * time.Second) // 400 output tokens of refill
+	// Settled from its ticket, as the front does when the response ends.
+	r = p.Resume(TicketOf(r, "m"))
+	if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: 500}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := otpm(); got != 7500 {
+		t.Errorf("settled from full: %d output tokens left, want min(8000, 8000+400) − 500 = 7500", got)
+	}
+	big := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 6500})
+	if err := p.Settle(ctx, big, anthropic.Usage{InputTokens: 10, OutputTokens: 6500}, true); err != nil {
+		t.Fatal(err)
+	}
+	r = mustReserve(t, p, Need{Model: "m", Input: 10, Output: 500}) // 1,000 before
+	clk.advance(3 * time.Second)
+	if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: 500}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := otpm(); got != 900 {
+		t.Errorf("settled far from full: %d output tokens left, want 1000 + 400 − 500 = 900", got)
+	}
+}
+
 func TestReserveAllOrNothingAndWait(t *testing.T) {
 	p, clk, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}})
 	ctx := context.Background()
@@ -79,7 +173,7 @@ func TestReserveAllOrNothingAndWait(t *testing.T) {
 		t.Errorf("wait = %v, want 2s", wait)
 	}
 	a := p.Accounts()[0]
-	d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0))
+	d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0, true))
 	if d.Buckets[axRPM].Remaining != 49 {
 		t.Errorf("rpm remaining %d: a refused request must not consume RPM", d.Buckets[axRPM].Remaining)
 	}
@@ -92,7 +186,7 @@ func TestSettleRefundsAndCharges(t *testing.T) {
 	ctx := context.Background()
 	a := p.Accounts()[0]
 	remaining := func() [numAxes]int64 {
-		d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0))
+		d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0, true))
 		return [numAxes]int64{d.Buckets[0].Remaining, d.Buckets[1].Remaining, d.Buckets[2].Remaining}
 	}
 	tests := []struct {
@@ -246,7 +340,7 @@ func TestReserveTooLargeAndMove(t *testing.T) {
 	if from.InFlight() != 0 || moved.Account.InFlight() != 1 {
 		t.Errorf("in flight: from %d to %d", from.InFlight(), moved.Account.InFlight())
 	}
-	d, _ := p.engine.Peek(ctx, from.requests(Sonnet, 0, 0, 0))
+	d, _ := p.engine.Peek(ctx, from.requests(Sonnet, 0, 0, 0, true))
 	if d.Buckets[axITPM].Remaining != 30000 {
 		t.Errorf("the refused account keeps %d ITPM reserved", 30000-d.Buckets[axITPM].Remaining)
 	}

@@ -22,11 +22,20 @@ type Ticket struct {
 	Input    int64   `json:"input"`
 	Output   int64   `json:"output"`
 	Leases   []Lease `json:"leases,omitempty"`
+	// At (Unix µs) and Before are when the reservation was taken and the
+	// levels before it, for the settlement's cap charge (see
+	// Account.capCharge); zero in tickets of older versions: no charge.
+	At     int64          `json:"at,omitempty"`
+	Before [numAxes]int64 `json:"before,omitzero"`
 }
 
 // TicketOf writes r down for model.
 func TicketOf(r *Reservation, model string) Ticket {
-	return Ticket{Account: r.Account.Name, Class: r.Class, Model: model, Requests: r.Requests, Input: r.Input, Output: r.Output, Leases: r.Leases}
+	t := Ticket{Account: r.Account.Name, Class: r.Class, Model: model, Requests: r.Requests, Input: r.Input, Output: r.Output, Leases: r.Leases}
+	if !r.at.IsZero() {
+		t.At, t.Before = r.at.UnixMicro(), r.before
+	}
+	return t
 }
 
 // Resume turns a ticket back into a reservation of this pool, or nil when
@@ -34,7 +43,11 @@ func TicketOf(r *Reservation, model string) Ticket {
 func (p *Pool) Resume(t Ticket) *Reservation {
 	for _, a := range p.accounts {
 		if a.Name == t.Account {
-			return &Reservation{Account: a, Class: t.Class, Requests: t.Requests, Input: t.Input, Output: t.Output, Leases: t.Leases}
+			r := &Reservation{Account: a, Class: t.Class, Requests: t.Requests, Input: t.Input, Output: t.Output, Leases: t.Leases}
+			if t.At != 0 {
+				r.at, r.before = time.UnixMicro(t.At), t.Before
+			}
+			return r
 		}
 	}
 	return nil

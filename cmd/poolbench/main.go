@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	strategies := fs.String("strategies", strings.Join(poolsim.Strategies, ","), "strategies to run, in order")
 	envoyYAML := fs.String("envoy", "envoy/envoy.yaml", "Envoy bootstrap for the guardian strategy")
 	outRes := fs.String("output-reservation", "", "guardian's pool.output_reservation (default max_tokens)")
+	atStart := fs.Bool("output-at-start", false, "the fake counts output tokens from max_tokens at the start (Anthropic's mid-2025 rule) and guardian's pool.output_counting is at_start; default: both count them as produced")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Duration: *duration, Load: *load, Seed: *seed, EnvoyYAML: yaml,
 		Log:               slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OutputReservation: *outRes,
+		OutputAtStart:     *atStart,
 	}
 	c := poolsim.PoolCapacity(cfg.Accounts, cfg.Limits)
 	w := poolsim.NewWorkload(c, cfg.Load, cfg.Duration, cfg.Seed)

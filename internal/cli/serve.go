@@ -121,7 +121,8 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 	}
 	defer state.close()
 	pool := keypool.New(cfg.Accounts, keypool.Options{Logger: log, Metrics: keypool.NewMetrics(reg),
-		Engine: state.engine, Leases: state.engine, LeaseTTL: time.Duration(cfg.Pool.LeaseTTL)})
+		Engine: state.engine, Leases: state.engine, LeaseTTL: time.Duration(cfg.Pool.LeaseTTL),
+		OutputAtStart: cfg.Pool.OutputCounting == config.OutputAtStart})
 	if !pool.Usable() {
 		log.Warn("no pool key is usable: requests will get 503 until a key is configured")
 	}
