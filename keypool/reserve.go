@@ -178,8 +178,6 @@ func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (bu
 	var err error
 	if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
 		d, err = p.engine.Take(ctx, reqs)
-		if d.Allowed {
-		}
 	}
 	if err == nil && d.Allowed {
 		p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(1)))
