@@ -20,6 +20,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/claude-guardian/claude-guardian/policy/irvm"
 )
 
 // Query is the rule the engine evaluates.
@@ -54,6 +56,13 @@ type Version struct {
 	// keywords matches the policy's keyword table (nil: none) for
 	// input.request.keyword_task.
 	keywords *keywordMatcher
+	// prog evaluates the decision from OPA's IR plan (policy/irvm), about
+	// ten times faster than topdown; nil: topdown does (see Evaluator).
+	prog *irvm.Program
+	// Evaluator is "irvm" or, when the plan could not be loaded or
+	// disagreed with topdown on a sample input, "topdown"; EvaluatorNote
+	// says why.
+	Evaluator, EvaluatorNote string
 }
 
 // TestResult is the outcome of one Rego test.
@@ -213,6 +222,7 @@ func Compile(ctx context.Context, fsys fs.FS, sourceName string) (*Version, erro
 	}
 	v.Source, v.Files, v.Tests = sourceName, len(p.all), len(results)
 	var sc stateCache
+	v.chooseEvaluator(ctx, p, &sc)
 	for _, s := range Samples() {
 		if _, err := v.eval(ctx, &sc, &s.Input); err != nil {
 			return nil, fmt.Errorf("policy: sample input %q: %w", s.Name, err)
@@ -268,6 +278,37 @@ func prepare(ctx context.Context, p *parsed) (*Version, error) {
 	return v, nil
 }
 
+// entrypoint is Query as the IR planner names it.
+var entrypoint = strings.ReplaceAll(strings.TrimPrefix(Query, "data."), ".", "/")
+
+// chooseEvaluator plans the policy for policy/irvm and keeps the plan when
+// it gives topdown's answer on every sample input; otherwise topdown
+// evaluates this version (a policy using something the IR interpreter does
+// not support, or a disagreement, which would be a bug: topdown is OPA's
+// reference evaluator).
+func (v *Version) chooseEvaluator(ctx context.Context, p *parsed, sc *stateCache) {
+	v.Evaluator = "topdown"
+	prog, err := irvm.Compile(ctx, p.policy, entrypoint, irvm.Options{})
+	if err != nil {
+		v.EvaluatorNote = err.Error()
+		return
+	}
+	for _, s := range Samples() {
+		in := sc.value(&s.Input, v.keywords)
+		want, werr := v.evalTopdown(ctx, in)
+		got, defined, gerr := prog.Eval(ctx, in)
+		agree := (werr == nil) == (gerr == nil) && (want != nil) == defined
+		if agree && want != nil {
+			agree = want.Value.Compare(got) == 0
+		}
+		if !agree {
+			v.EvaluatorNote = fmt.Sprintf("the IR plan and topdown disagree on sample %q", s.Name)
+			return
+		}
+	}
+	v.prog, v.Evaluator = prog, "irvm"
+}
+
 // Shared by every evaluation: the cancellation handle (OPA's default starts
 // a goroutine per evaluation to watch the context; a decision takes
 // microseconds, so evalValue checks the context once, before), no OPA
@@ -297,8 +338,10 @@ var evalPool = sync.Pool{New: func() any {
 	return e
 }}
 
-// evalValue evaluates the decision on an input document with topdown
-// directly: the rego package's PreparedEvalQuery.Eval costs some twenty
+// evalValue evaluates the decision on an input document with the IR plan
+// when the version has one (see chooseEvaluator), else with topdown.
+//
+// evalTopdown evaluates it with topdown directly: the rego package's PreparedEvalQuery.Eval costs some twenty
 // allocations more per decision (options, result sets, a transaction, a
 // cancellation goroutine, OPA's virtual cache). The per-evaluation state
 // is pooled.
@@ -309,6 +352,23 @@ var evalPool = sync.Pool{New: func() any {
 // OPA copy it once more. A decision that is not a complete rule (partial
 // object rules) is not in the cache: the full query then evaluates it.
 func (v *Version) evalValue(ctx context.Context, input ast.Value) (*ast.Term, error) {
+	if v.prog == nil {
+		return v.evalTopdown(ctx, input)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	val, defined, err := v.prog.Eval(ctx, input)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	case !defined:
+		return nil, ErrUndefined
+	}
+	return ast.NewTerm(val), nil
+}
+
+func (v *Version) evalTopdown(ctx context.Context, input ast.Value) (*ast.Term, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrEval, err)
 	}

@@ -72,7 +72,8 @@ func (w *Watcher) Load(ctx context.Context) error {
 	w.engine.metrics.Reload(true)
 	w.failedRev = ""
 	w.loadedRevs = append(w.loadedRevs, v.Revision)
-	w.log.Info("policy loaded", "dir", w.dir, "revision", v.Revision, "files", v.Files, "rego_tests", v.Tests)
+	w.log.Info("policy loaded", "dir", w.dir, "revision", v.Revision, "files", v.Files, "rego_tests", v.Tests,
+		"evaluator", v.Evaluator, "evaluator_note", v.EvaluatorNote)
 	return nil
 }
 

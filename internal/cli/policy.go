@@ -37,7 +37,8 @@ func attachPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 			return nil, fmt.Errorf("policy: bundled policies: %w", err)
 		}
 		engine.Swap(v)
-		plog.Info("policy loaded", "source", "bundled", "revision", v.Revision, "rego_tests", v.Tests)
+		plog.Info("policy loaded", "source", "bundled", "revision", v.Revision, "rego_tests", v.Tests,
+			"evaluator", v.Evaluator, "evaluator_note", v.EvaluatorNote)
 	} else {
 		w := policy.NewWatcher(cfg.Policy.Dir, engine, plog, 0)
 		if err := w.Load(ctx); err != nil {
