@@ -7,6 +7,7 @@ type Metrics struct {
 	depth      *prometheus.GaugeVec
 	wait       *prometheus.HistogramVec
 	rejections *prometheus.CounterVec
+	backfilled *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not
@@ -26,9 +27,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "guardian", Subsystem: "queue", Name: "rejections_total",
 			Help: "Requests not admitted, per tenant and reason.",
 		}, []string{"tenant", "reason"}),
+		backfilled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "guardian", Subsystem: "queue", Name: "backfilled_total",
+			Help: "Requests admitted ahead of a waiting head of the queue that they did not delay, per tenant.",
+		}, []string{"tenant"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.depth, m.wait, m.rejections)
+		reg.MustRegister(m.depth, m.wait, m.rejections, m.backfilled)
 	}
 	return m
 }

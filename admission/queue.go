@@ -317,6 +317,14 @@ func (q *Queue) dispatch() {
 		q.mu.Lock()
 		q.lastWait = wait
 		q.mu.Unlock()
+		admittedHead, refunded := q.backfill(w, wait)
+		if admittedHead {
+			continue
+		}
+		if refunded {
+			// Our own refunds signalled a change: wait for the next one.
+			changed = q.pool.Changed()
+		}
 		timer := time.NewTimer(min(max(wait, 10*time.Millisecond), maxSleep))
 		select {
 		case <-timer.C:
@@ -333,12 +341,20 @@ func (q *Queue) dispatch() {
 }
 
 // deliver hands a result to w, or refunds it when w's caller has gone.
-func (q *Queue) deliver(w *waiter, a admitted) {
+func (q *Queue) deliver(w *waiter, a admitted) { q.hand(w, a, true) }
+
+// hand gives w its result; turn says w was served in turn (the tenants'
+// turn moves on), not backfilled.
+func (q *Queue) hand(w *waiter, a admitted, turn bool) {
 	q.mu.Lock()
 	gone := w.gone
 	if !gone {
 		w.result <- a
-		q.served(w)
+		if turn {
+			q.served(w)
+		} else {
+			q.remove(w)
+		}
 	}
 	q.mu.Unlock()
 	if gone && a.r != nil {

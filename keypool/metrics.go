@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.reserved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "guardian", Subsystem: "account", Name: "reserved_tokens_total",
-		Help: "Tokens reserved before sending, per account and axis (input, output); compare with actual_tokens_total for the estimation error.",
+		Help: "Tokens reserved before sending, per account and axis (input, output), counted when Anthropic answered the request; compare with actual_tokens_total for the estimation error.",
 	}, []string{"account", "axis"})
 	m.actual = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "guardian", Subsystem: "account", Name: "actual_tokens_total",

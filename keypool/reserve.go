@@ -282,9 +282,9 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 	if reached {
 		reqs, in, out = 0, u.ITPMTokens()-r.Input, u.OutputTokens-r.Output
 	}
-	p.metrics.reserved.WithLabelValues(r.Account.Name, "input").Add(float64(r.Input))
-	p.metrics.reserved.WithLabelValues(r.Account.Name, "output").Add(float64(r.Output))
-	if reached {
+	if reached { // reserved against actual, for the estimation error: unreached ones have no actual
+		p.metrics.reserved.WithLabelValues(r.Account.Name, "input").Add(float64(r.Input))
+		p.metrics.reserved.WithLabelValues(r.Account.Name, "output").Add(float64(r.Output))
 		p.metrics.actual.WithLabelValues(r.Account.Name, "input").Add(float64(u.ITPMTokens()))
 		p.metrics.actual.WithLabelValues(r.Account.Name, "output").Add(float64(u.OutputTokens))
 	}

@@ -1,0 +1,102 @@
+package admission
+
+import (
+	"context"
+	"time"
+
+	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/keypool"
+)
+
+// maxBackfill bounds the requests behind a waiting head tried per round.
+const maxBackfill = 8
+
+// backfill admits, while the head waits for capacity, requests behind it
+// (same priority, in serving order) that fit now, as long as the head
+// would not wait longer for it: a request that fits only on the account
+// the head waits for is tried elsewhere, or left waiting. Without it a head
+// waiting for a large input on one account holds up every smaller request
+// while the other accounts' capacity goes unused (measured with
+// cmd/poolbench -seed 2: efficiency 0.936 strict, 0.978 backfilled).
+// headWait is the pool's hint for the head; backfill reports whether the
+// head itself was admitted meanwhile, and whether it refunded a trial
+// reservation (which signals the pool's Changed).
+func (q *Queue) backfill(head *waiter, headWait time.Duration) (admittedHead, refunded bool) {
+	if headWait <= 0 {
+		return false, false // no estimate to keep the head's wait to
+	}
+	for _, o := range q.behind(head) {
+		r := q.reserve(o.t.Need)
+		if r == nil {
+			continue
+		}
+		hr, wait, err := q.tryHead(head)
+		if hr != nil || err != nil {
+			q.hand(o, admitted{r: r}, false)
+			q.deliver(head, admitted{r: hr, err: err})
+			return true, refunded
+		}
+		if wait > headWait {
+			// It took what the head waits for: try it on another account.
+			q.refund(r)
+			refunded = true
+			need := o.t.Need
+			need.Exclude = r.Account
+			if r = q.reserve(need); r == nil {
+				continue
+			}
+			if _, wait, err := q.tryHead(head); err != nil || wait > headWait {
+				q.refund(r) // (the head cannot be admitted here: it was refused just now)
+				refunded = true
+				continue
+			}
+		}
+		q.metrics.backfilled.WithLabelValues(o.t.Tenant).Inc()
+		q.hand(o, admitted{r: r}, false)
+	}
+	return false, refunded
+}
+
+// behind returns up to maxBackfill waiters after head at its priority, in
+// serving order: the rest of the head's tenant, then the other tenants.
+func (q *Queue) behind(head *waiter) []*waiter {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	lv := q.levels[head.t.Priority]
+	if lv == nil {
+		return nil
+	}
+	var out []*waiter
+	for i := range lv.ring {
+		for _, w := range lv.ring[(lv.next+i)%len(lv.ring)].waiters {
+			if w == head || w.gone {
+				continue
+			}
+			if out = append(out, w); len(out) == maxBackfill {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+func (q *Queue) reserve(need keypool.Need) *keypool.Reservation {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, _, err := q.pool.Reserve(ctx, need)
+	if err != nil {
+		return nil
+	}
+	return r
+}
+
+// tryHead asks the pool for the head again: admitted, or how long it waits.
+func (q *Queue) tryHead(head *waiter) (*keypool.Reservation, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return q.pool.Reserve(ctx, head.t.Need)
+}
+
+func (q *Queue) refund(r *keypool.Reservation) {
+	_ = q.pool.Settle(context.Background(), r, anthropic.Usage{}, false)
+}
