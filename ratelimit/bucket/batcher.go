@@ -46,7 +46,7 @@ type batcher struct {
 	in       chan *call
 	maxBatch int
 	window   time.Duration
-	merge    bool // standalone Redis: merge a batch's decisions into one call
+	merge    atomic.Bool // standalone Redis: merge a batch's decisions into one call
 	inflight atomic.Int32
 	batches  atomic.Int64 // pipelines of more than one call, for tests
 	batched  atomic.Int64 // calls sent in those pipelines
@@ -61,9 +61,8 @@ type batcher struct {
 
 func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Duration) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	_, merge := c.(*redis.Client)
+	_, standalone := c.(*redis.Client)
 	b := &batcher{
-		merge:    merge,
 		client:   c,
 		in:       make(chan *call, workers*maxBatch),
 		maxBatch: maxBatch,
@@ -72,6 +71,7 @@ func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Dura
 		cancel:   cancel,
 		quit:     make(chan struct{}),
 	}
+	b.merge.Store(standalone)
 	b.wg.Add(workers)
 	for range workers {
 		go b.work()
@@ -211,7 +211,7 @@ func (b *batcher) exec(batch []*call, sc *scratch) {
 	// first send); other calls, and every call on a cluster, go alone.
 	sends, cmds := sc.sends[:0], sc.cmds[:0]
 	merged := 0
-	if b.merge {
+	if b.merge.Load() {
 		sc.keys, sc.args = sc.keys[:0], appendInts(sc.args[:0], 0)
 		for _, c := range batch {
 			if c.decision {
@@ -278,6 +278,17 @@ func (b *batcher) exec(batch []*call, sc *scratch) {
 			continue
 		}
 		err := s.err
+		if isCrossSlot(err) {
+			// A proxy in front of a sharded Redis (a plain client that is
+			// not one Redis): decide one call per decision from now on.
+			b.merge.Store(false)
+			for _, c := range batch {
+				if c.decision {
+					b.execOne(c)
+				}
+			}
+			continue
+		}
 		for pos, c := 0, 0; err == nil && c < len(batch); c++ {
 			if batch[c].decision {
 				pos, err = decisionPart(s.res, pos, batch[c])
@@ -360,6 +371,10 @@ func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFu
 		}
 	}
 	return context.WithDeadline(b.ctx, latest)
+}
+
+func isCrossSlot(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "CROSSSLOT")
 }
 
 func isNoScript(err error) bool {

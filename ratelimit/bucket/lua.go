@@ -67,7 +67,9 @@ for d = 1, D do
         nu, nf = tu + f3, tf + f4
         if nf >= cap then nf = nf - cap; nu = nu + 1 end
         if nu > fu or (nu == fu and nf > ff) then
-          if mode == 2 then nu, nf = fu, ff else ok = 0; nu, nf = tu, tf end
+          if mode ~= 2 then ok = 0; nu, nf = tu, tf
+          elseif tu > fu or (tu == fu and tf > ff) then nu, nf = tu, tf
+          else nu, nf = fu, ff end
         end
       end
       bx, by, ax, ay = tu, tf, nu, nf

@@ -187,9 +187,14 @@ func (p *plan) apply(o op, st state, has bool, now int64) (outcome, error) {
 	next := tat
 	switch {
 	case o == opAdjust && p.n > 0:
+		// A charge fills up to empty and no further, and never lowers a
+		// debt a Take left (see Request.Debt).
 		next = tat.add(p.inc, p.cap)
 		if full.less(next) {
 			next = full
+			if full.less(tat) {
+				next = tat
+			}
 		}
 	case o == opAdjust && p.n < 0:
 		next = tat.sub(p.inc, p.cap)

@@ -321,3 +321,32 @@ func TestRedisWindow(t *testing.T) {
 		t.Fatalf("remaining %d, want about %d", p.Buckets[0].Remaining, want)
 	}
 }
+
+// TestMergeCrossSlotFallback: a plain client in front of a sharded Redis
+// (a proxy) refuses a merged call whose keys live in different slots with
+// CROSSSLOT. Here a cluster client with merging forced on stands in for
+// it: the decisions are then made one call each, and merging stays off.
+func TestMergeCrossSlotFallback(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	e := newTestRedis(t, cl.Client, RedisOptions{Clock: newFakeClock(time.Unix(1_800_000_000, 0)).Now})
+	e.b.merge.Store(true)
+	ctx := context.Background()
+	var batch []*call
+	for i := range 4 {
+		c, _, err := e.decisionCall(opTake, []Request{{Key: "{t" + strconv.Itoa(i) + "}k", Limit: Rate(10, time.Second), N: 1}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ctx = ctx
+		batch = append(batch, c)
+	}
+	e.b.exec(batch, &scratch{})
+	for i, c := range batch {
+		if c.err != nil || len(c.res) != 5 || c.res[0] != int64(1) {
+			t.Errorf("decision %d: res %v err %v", i, c.res, c.err)
+		}
+	}
+	if e.b.merge.Load() {
+		t.Error("merging still on after CROSSSLOT")
+	}
+}

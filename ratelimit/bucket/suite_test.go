@@ -87,6 +87,11 @@ func testDebt(t *testing.T, mk newStore) {
 	wantResult(t, "in debt", d.Buckets[0], Result{Limit: 10, RetryAfter: 400 * time.Millisecond, ResetAfter: 1300 * time.Millisecond})
 	d = take(t, e, Request{Key: "debt", Limit: l, N: 6, Debt: 5})
 	wantResult(t, "in debt, debt allowed", d.Buckets[0], Result{Limit: 10, RetryAfter: 400 * time.Millisecond, ResetAfter: 1300 * time.Millisecond})
+	// A charge, or a zero adjustment, never lowers the debt to empty.
+	d = adjust(t, e, Request{Key: "debt", Limit: l, N: 2})
+	wantResult(t, "charge in debt", d.Buckets[0], Result{Allowed: true, Limit: 10, ResetAfter: 1300 * time.Millisecond})
+	d = adjust(t, e, Request{Key: "debt", Limit: l, N: 0})
+	wantResult(t, "zero in debt", d.Buckets[0], Result{Allowed: true, Limit: 10, ResetAfter: 1300 * time.Millisecond})
 	// A refund of 4 (the request used 1 of its 5) pays the debt back.
 	adjust(t, e, Request{Key: "debt", Limit: l, N: -4})
 	d = take(t, e, Request{Key: "debt", Limit: l, N: 1})
