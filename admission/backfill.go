@@ -45,8 +45,14 @@ func (q *Queue) backfill(head *waiter, headWait time.Duration) (admittedHead, re
 			if r = q.reserve(need); r == nil {
 				continue
 			}
-			if _, wait, err := q.tryHead(head); err != nil || wait > headWait {
-				q.refund(r) // (the head cannot be admitted here: it was refused just now)
+			hr, wait, err := q.tryHead(head)
+			if hr != nil || err != nil {
+				q.hand(o, admitted{r: r}, false)
+				q.deliver(head, admitted{r: hr, err: err})
+				return true, refunded
+			}
+			if wait > headWait {
+				q.refund(r)
 				refunded = true
 				continue
 			}

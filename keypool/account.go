@@ -1,6 +1,7 @@
 package keypool
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
@@ -62,47 +63,54 @@ func (a *Account) requests(c Class, rpm, in, out int64, outAtStart bool) []bucke
 	return reqs
 }
 
-// levelsBefore returns, per axis, an upper bound of what the class's
-// buckets held before a Take of reqs that d allowed (-1: no limit on that
-// axis). Remaining does not go below 0, so a Take into debt reports N.
-func (a *Account) levelsBefore(c Class, reqs []bucket.Request, d bucket.Decision) [numAxes]int64 {
-	out := [numAxes]int64{-1, -1, -1}
-	for i, ax := range a.buckets[c].axes {
-		if i < len(d.Buckets) && i < len(reqs) {
-			out[ax] = d.Buckets[i].Remaining + reqs[i].N
-		}
-	}
-	return out
-}
-
-// capCharge is the extra charge per axis that keeps our buckets at or
-// below Anthropic's when a reservation taken with levels before is settled
-// held later. We take a reservation before Anthropic counts the request
-// (output tokens as they are produced, the rest a moment later): while
-// Anthropic's bucket sat full and wasted its refill, ours, already
-// charged, refilled. In the worst case Anthropic counted the request at
-// the settlement, when its bucket held min(full, before + refill) and ours
-// before + refill − reserved; a settlement is charged the difference. It
-// is 0 unless the bucket was within one held-time of refill of full, so it
-// costs nothing under load. (Measured with the fake: without it, requests
-// taken on full buckets at start-up left ours about 0.5 output tokens
-// above Anthropic's for good, enough for an upstream 429 now and then.)
-func (a *Account) capCharge(c Class, before [numAxes]int64, held time.Duration) [numAxes]int64 {
-	var out [numAxes]int64
+// outputBefore returns what the class's output bucket held before a Take
+// of reqs that d allowed, from the time until it is full again (Remaining
+// stops at 0 and would hide a debt), rounded up; -1 without an output
+// limit.
+func (a *Account) outputBefore(c Class, reqs []bucket.Request, d bucket.Decision) int64 {
 	b := a.buckets[c]
 	for i, ax := range b.axes {
-		l := b.limits[i]
-		if before[ax] < 0 || l.Per <= 0 {
+		if ax != axOTPM || i >= len(d.Buckets) || i >= len(reqs) {
 			continue
 		}
-		full := l.Burst
-		if full == 0 {
-			full = l.Capacity
-		}
-		refill := int64(math.Ceil(float64(l.Capacity) * held.Seconds() / l.Per.Seconds()))
-		out[ax] = max(0, before[ax]+refill-full)
+		l := b.limits[i]
+		full := cmp.Or(l.Burst, l.Capacity)
+		used := int64(math.Floor(d.Buckets[i].ResetAfter.Seconds() * float64(l.Capacity) / l.Per.Seconds()))
+		return full - used + reqs[i].N
 	}
-	return out
+	return -1
+}
+
+// capCharge is the extra output tokens that keep our output bucket at or
+// below Anthropic's when a reservation of reserved output tokens, taken
+// with before in the bucket, is settled held later. We charge the
+// reservation when the request starts, Anthropic as the tokens are
+// produced: while Anthropic's bucket sat full and wasted its refill, ours,
+// already charged, refilled. In the worst case Anthropic counted
+// everything at the settlement, when its bucket held min(full, before +
+// refill); ours then needs before + refill − full more, and never more
+// than the reservation (ours cannot be fuller than full either). It is 0
+// unless the bucket was within one held-time of refill of full, so it costs
+// nothing under load. (Measured with the fake: without it, requests taken
+// on full buckets at start-up left ours about 0.5 output tokens above
+// Anthropic's for good, enough for an upstream 429 now and then.) Input
+// tokens and requests are counted by Anthropic when the request arrives,
+// milliseconds after we charge them: nothing is charged for those.
+func (a *Account) capCharge(c Class, before, reserved int64, held time.Duration) int64 {
+	if before < 0 {
+		return 0
+	}
+	b := a.buckets[c]
+	for i, ax := range b.axes {
+		if ax != axOTPM {
+			continue
+		}
+		l := b.limits[i]
+		full := cmp.Or(l.Burst, l.Capacity)
+		refill := int64(math.Ceil(float64(l.Capacity) * held.Seconds() / l.Per.Seconds()))
+		return min(max(0, before+refill-full), reserved)
+	}
+	return 0
 }
 
 // admission is what need must find available to start: all of it, except

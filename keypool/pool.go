@@ -50,10 +50,7 @@ type Account struct {
 	buckets     map[Class]*classBuckets
 	classes     map[Class]*classState
 	inflight    atomic.Int64
-	// alone serialises the reservations that may leave the output bucket
-	// in debt (see Options.OutputAtStart and reserveOn).
-	alone sync.Mutex
-	next  atomic.Uint32 // round-robin among the account's keys
+	next        atomic.Uint32 // round-robin among the account's keys
 
 	mu        sync.Mutex
 	reading   anthropic.RateLimitReading

@@ -40,10 +40,10 @@ type Reservation struct {
 	Input    int64
 	Output   int64
 	// Leases are the concurrency leases the request holds.
-	Leases []Lease
-	renew  *renewer
-	at     time.Time      // when it was taken
-	before [numAxes]int64 // the levels before (see Account.capCharge)
+	Leases    []Lease
+	renew     *renewer
+	at        time.Time // when it was taken
+	outBefore int64     // the output bucket before it (see Account.capCharge)
 }
 
 // ErrNoKey is returned when no key of the pool is in service.
@@ -119,7 +119,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			}
 			acctLease = []Lease{l}
 		}
-		d, reqs, err := p.take(ctx, a, class, need)
+		d, reqs, notAlone, err := p.take(ctx, a, class, need)
 		if err != nil || !d.Allowed {
 			p.releaseLeases(context.WithoutCancel(ctx), acctLease)
 		}
@@ -135,13 +135,18 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			}
 			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
 				Leases: append(append([]Lease(nil), held...), acctLease...),
-				at:     p.now(), before: a.levelsBefore(class, reqs, d)}
+				at:     p.now(), outBefore: a.outputBefore(class, reqs, d)}
 			if len(r.Leases) > 0 {
 				r.renew = p.startRenewer(r.Leases)
 			}
 			return r, 0, nil
 		}
 		if ra := d.RetryAfter(); ra == bucket.Never {
+			if notAlone && !a.fits(class, need, true) {
+				// Larger than the output bucket: it can start only alone,
+				// after the requests in flight settle (which wakes the queue).
+				wait = minWait(wait, aloneWait)
+			}
 			continue
 		} else if wait == 0 || ra < wait {
 			wait = ra
@@ -161,29 +166,39 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 // output bucket in debt (it needs one output token, not all it reserves).
 // Not while another request is in flight: that one may reach Anthropic
 // later, after this one has produced more than the bucket held, and find
-// it empty. The check and the take hold a.alone so two requests cannot both
-// start alone. (In flight is per replica: with several replicas sharing
-// Redis, one replica's request in transit is not seen by another, which
-// may then start one into debt; Anthropic would refuse the late one with a
-// 429 that is retried on another account.)
-func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (bucket.Decision, []bucket.Request, error) {
-	debt := !p.outAtStart
-	if debt {
-		a.alone.Lock()
-		defer a.alone.Unlock()
-		debt = a.inflight.Load() == 0
+// it empty. notAlone reports that debt was not allowed for that reason.
+// (In flight is per replica: with several replicas sharing Redis, one
+// replica's request in transit is not seen by another, which may then
+// start one into debt; Anthropic would refuse the late one with a 429 that
+// is retried on another account. A retry moved to another account by
+// another replica's upstream processor also leaves the two replicas'
+// counts off by one on the two accounts until they restart: debt is then
+// off on one of them, and on the other a request may start into debt with
+// one other in flight, with the same possible 429.)
+func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d bucket.Decision, reqs []bucket.Request, notAlone bool, err error) {
+	// Counted in flight first, so that of two requests starting at once
+	// only one can find the account empty.
+	alone := a.inflight.CompareAndSwap(0, 1)
+	if !alone {
+		a.inflight.Add(1)
 	}
-	reqs := a.requests(class, 1, need.Input, need.Output, !debt)
-	d := bucket.Decision{Allowed: true}
-	var err error
+	debt := alone && !p.outAtStart
+	reqs = a.requests(class, 1, need.Input, need.Output, !debt)
+	d = bucket.Decision{Allowed: true}
 	if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
 		d, err = p.engine.Take(ctx, reqs)
 	}
-	if err == nil && d.Allowed {
-		p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(1)))
+	n := a.inflight.Load()
+	if err != nil || !d.Allowed {
+		n = a.inflight.Add(-1)
 	}
-	return d, reqs, err
+	p.metrics.inflight.WithLabelValues(a.Name).Set(float64(n))
+	return d, reqs, !alone && !p.outAtStart, err
 }
+
+// aloneWait is the wait hint for a request that can start only alone on an
+// account; settlements wake the queue sooner.
+const aloneWait = time.Second
 
 type candidate struct {
 	account *Account
@@ -288,9 +303,8 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 		p.metrics.actual.WithLabelValues(r.Account.Name, "input").Add(float64(u.ITPMTokens()))
 		p.metrics.actual.WithLabelValues(r.Account.Name, "output").Add(float64(u.OutputTokens))
 	}
-	if !r.at.IsZero() {
-		extra := r.Account.capCharge(r.Class, r.before, p.now().Sub(r.at))
-		reqs, in, out = reqs+extra[axRPM], in+extra[axITPM], out+extra[axOTPM]
+	if reached && !r.at.IsZero() { // (a refund of an unanswered request needs none: Anthropic counted nothing)
+		out += r.Account.capCharge(r.Class, r.outBefore, r.Output, p.now().Sub(r.at))
 	}
 	adj := r.Account.requests(r.Class, reqs, in, out, true) // an Adjust has no debt rule
 	if len(adj) == 0 || (reqs == 0 && in == 0 && out == 0) {

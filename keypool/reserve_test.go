@@ -118,44 +118,77 @@ func TestOutputCounting(t *testing.T) {
 	}
 }
 
+// TestOutputLargerThanTheBucketWaitsToStartAlone: max_tokens above the
+// account's OTPM can start only alone (into debt); with another request in
+// flight it waits (settlements wake the queue), it is not "too large".
+func TestOutputLargerThanTheBucketWaitsToStartAlone(t *testing.T) {
+	p, _, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}})
+	ctx := context.Background()
+	need := Need{Model: "m", Input: 10, Output: 10000}
+	first := mustReserve(t, p, need)
+	r, wait, err := p.Reserve(ctx, need)
+	if err != nil || r != nil || wait != aloneWait {
+		t.Fatalf("with one in flight: %v, wait %v, %v; want a wait of %v", r, wait, err, aloneWait)
+	}
+	if err := p.Settle(ctx, first, anthropic.Usage{InputTokens: 10, OutputTokens: 10}, true); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, p, need)
+}
+
 // TestSettleChargesTheCap: a reservation taken on a full bucket and
-// settled later leaves ours no fuller than Anthropic's could be if it
-// counted the request only at the end (its bucket wasted the refill while
-// full; ours refilled): min(full, before + refill) − used. Away from full
-// nothing extra is charged.
+// settled later leaves our output bucket no fuller than Anthropic's could
+// be if it counted the output only at the end (its bucket wasted the
+// refill while full; ours refilled): min(full, before + refill) − used.
+// Requests and input tokens (counted by Anthropic on arrival), refunds of
+// unanswered requests and buckets away from full get nothing extra.
 func TestSettleChargesTheCap(t *testing.T) {
 	p, clk, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}})
 	ctx := context.Background()
 	acct := p.Accounts()[0]
-	otpm := func() int64 {
+	remaining := func() [3]int64 {
 		t.Helper()
 		rem, err := p.Remaining(ctx, acct, ClassOf("m"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rem[axOTPM]
+		return rem
 	}
-	r := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 1000})
-	clk.advance(3 * time.Second) // 400 output tokens of refill
-	// Settled from its ticket, as the front does when the response ends.
-	r = p.Resume(TicketOf(r, "m"))
-	if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: 500}, true); err != nil {
+	settleAfter := func(held time.Duration, usedOut int64, reached bool) {
+		t.Helper()
+		r := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 1000})
+		clk.advance(held)
+		// Settled from its ticket, as the front does when the response ends.
+		r = p.Resume(TicketOf(r, "m"))
+		if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: usedOut}, reached); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		held    time.Duration
+		reached bool
+		want    [3]int64
+	}{
+		{"3 s from full", 3 * time.Second, true, [3]int64{50, 30000, 7500}},
+		{"a minute from full", time.Minute, true, [3]int64{50, 30000, 7500}},
+		{"unanswered", 3 * time.Second, false, [3]int64{50, 30000, 8000}},
+	}
+	for _, tt := range tests {
+		clk.advance(2 * time.Minute) // full again
+		settleAfter(tt.held, 500, tt.reached)
+		if got := remaining(); got != tt.want {
+			t.Errorf("%s: remaining %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	clk.advance(2 * time.Minute)
+	big := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 7000})
+	if err := p.Settle(ctx, big, anthropic.Usage{InputTokens: 10, OutputTokens: 7000}, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := otpm(); got != 7500 {
-		t.Errorf("settled from full: %d output tokens left, want min(8000, 8000+400) − 500 = 7500", got)
-	}
-	big := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 6500})
-	if err := p.Settle(ctx, big, anthropic.Usage{InputTokens: 10, OutputTokens: 6500}, true); err != nil {
-		t.Fatal(err)
-	}
-	r = mustReserve(t, p, Need{Model: "m", Input: 10, Output: 500}) // 1,000 before
-	clk.advance(3 * time.Second)
-	if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: 500}, true); err != nil {
-		t.Fatal(err)
-	}
-	if got := otpm(); got != 900 {
-		t.Errorf("settled far from full: %d output tokens left, want 1000 + 400 − 500 = 900", got)
+	settleAfter(3*time.Second, 500, true) // 1,000 before, into debt: 0 after
+	if got := remaining()[axOTPM]; got != 900 {
+		t.Errorf("settled far from full: %d output tokens left, want 1000 + 400 − 1000 + 500 = 900", got)
 	}
 }
 

@@ -22,18 +22,18 @@ type Ticket struct {
 	Input    int64   `json:"input"`
 	Output   int64   `json:"output"`
 	Leases   []Lease `json:"leases,omitempty"`
-	// At (Unix µs) and Before are when the reservation was taken and the
-	// levels before it, for the settlement's cap charge (see
-	// Account.capCharge); zero in tickets of older versions: no charge.
-	At     int64          `json:"at,omitempty"`
-	Before [numAxes]int64 `json:"before,omitzero"`
+	// At (Unix µs) and OutBefore are when the reservation was taken and
+	// what the output bucket held before it, for the settlement's cap
+	// charge (see Account.capCharge); At 0 (older versions): no charge.
+	At        int64 `json:"at,omitempty"`
+	OutBefore int64 `json:"out_before,omitempty"`
 }
 
 // TicketOf writes r down for model.
 func TicketOf(r *Reservation, model string) Ticket {
 	t := Ticket{Account: r.Account.Name, Class: r.Class, Model: model, Requests: r.Requests, Input: r.Input, Output: r.Output, Leases: r.Leases}
 	if !r.at.IsZero() {
-		t.At, t.Before = r.at.UnixMicro(), r.before
+		t.At, t.OutBefore = r.at.UnixMicro(), r.outBefore
 	}
 	return t
 }
@@ -45,7 +45,7 @@ func (p *Pool) Resume(t Ticket) *Reservation {
 		if a.Name == t.Account {
 			r := &Reservation{Account: a, Class: t.Class, Requests: t.Requests, Input: t.Input, Output: t.Output, Leases: t.Leases}
 			if t.At != 0 {
-				r.at, r.before = time.UnixMicro(t.At), t.Before
+				r.at, r.outBefore = time.UnixMicro(t.At), t.OutBefore
 			}
 			return r
 		}

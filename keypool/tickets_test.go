@@ -19,7 +19,7 @@ func TestTickets(t *testing.T) {
 	ctx := context.Background()
 	want := Ticket{Account: "org-b", Class: Haiku, Model: "claude-haiku-4-5", Requests: 1, Input: 120, Output: 512,
 		Leases: []Lease{{Key: "{tenant:shop}:inflight", ID: "l1", Tenant: true}},
-		At:     1_795_867_200_000_000, Before: [numAxes]int64{50, 30000, 7000}}
+		At:     1_795_867_200_000_000, OutBefore: 7000}
 	for name, s := range stores {
 		t.Run(name, func(t *testing.T) {
 			if _, ok, err := s.Get(ctx, "req_1"); ok || err != nil {
