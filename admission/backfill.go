@@ -26,41 +26,45 @@ func (q *Queue) backfill(head *waiter, headWait time.Duration) (admittedHead, re
 		return false, false // no estimate to keep the head's wait to
 	}
 	for _, o := range q.behind(head) {
-		r := q.reserve(o.t.Need)
+		r, headNow, refusedOn := q.place(o.t.Need, head, headWait)
+		if refusedOn != nil {
+			// It took what the head waits for: try it on another account.
+			refunded = true
+			need := o.t.Need
+			need.Exclude = refusedOn
+			r, headNow, refusedOn = q.place(need, head, headWait)
+			refunded = refunded || refusedOn != nil
+		}
 		if r == nil {
 			continue
 		}
-		hr, wait, err := q.tryHead(head)
-		if hr != nil || err != nil {
-			q.hand(o, admitted{r: r}, false)
-			q.deliver(head, admitted{r: hr, err: err})
+		q.hand(o, admitted{r: r}, false)
+		if headNow != nil {
+			q.deliver(head, *headNow)
 			return true, refunded
 		}
-		if wait > headWait {
-			// It took what the head waits for: try it on another account.
-			q.refund(r)
-			refunded = true
-			need := o.t.Need
-			need.Exclude = r.Account
-			if r = q.reserve(need); r == nil {
-				continue
-			}
-			hr, wait, err := q.tryHead(head)
-			if hr != nil || err != nil {
-				q.hand(o, admitted{r: r}, false)
-				q.deliver(head, admitted{r: hr, err: err})
-				return true, refunded
-			}
-			if wait > headWait {
-				q.refund(r)
-				refunded = true
-				continue
-			}
-		}
 		q.metrics.backfilled.WithLabelValues(o.t.Tenant).Inc()
-		q.hand(o, admitted{r: r}, false)
 	}
 	return false, refunded
+}
+
+// place reserves need and asks the pool for the head again. It returns
+// the reservation, and the head's result when the head can be answered
+// now too; or, when the head would wait longer than headWait for it, it
+// refunds the reservation and names the account it took.
+func (q *Queue) place(need keypool.Need, head *waiter, headWait time.Duration) (r *keypool.Reservation, headNow *admitted, refusedOn *keypool.Account) {
+	if r = q.reserve(need); r == nil {
+		return nil, nil, nil
+	}
+	hr, wait, err := q.tryHead(head)
+	switch {
+	case hr != nil || err != nil:
+		return r, &admitted{r: hr, err: err}, nil
+	case wait > headWait:
+		q.refund(r)
+		return nil, nil, r.Account
+	}
+	return r, nil, nil
 }
 
 // behind returns up to maxBackfill waiters after head at its priority, in

@@ -63,22 +63,31 @@ func (a *Account) requests(c Class, rpm, in, out int64, outAtStart bool) []bucke
 	return reqs
 }
 
+// outputBucket returns the index among the class's buckets of its output
+// tokens bucket, its limit and how many tokens it holds when full; ok is
+// false without an output limit.
+func (a *Account) outputBucket(c Class) (i int, l bucket.Limit, full int64, ok bool) {
+	b := a.buckets[c]
+	for i, ax := range b.axes {
+		if ax == axOTPM {
+			l := b.limits[i]
+			return i, l, cmp.Or(l.Burst, l.Capacity), true
+		}
+	}
+	return 0, bucket.Limit{}, 0, false
+}
+
 // outputBefore returns what the class's output bucket held before a Take
 // of reqs that d allowed, from the time until it is full again (Remaining
 // stops at 0 and would hide a debt), rounded up; -1 without an output
 // limit.
 func (a *Account) outputBefore(c Class, reqs []bucket.Request, d bucket.Decision) int64 {
-	b := a.buckets[c]
-	for i, ax := range b.axes {
-		if ax != axOTPM || i >= len(d.Buckets) || i >= len(reqs) {
-			continue
-		}
-		l := b.limits[i]
-		full := cmp.Or(l.Burst, l.Capacity)
-		used := int64(math.Floor(d.Buckets[i].ResetAfter.Seconds() * float64(l.Capacity) / l.Per.Seconds()))
-		return full - used + reqs[i].N
+	i, l, full, ok := a.outputBucket(c)
+	if !ok || i >= len(d.Buckets) || i >= len(reqs) {
+		return -1
 	}
-	return -1
+	used := int64(math.Floor(d.Buckets[i].ResetAfter.Seconds() * float64(l.Capacity) / l.Per.Seconds()))
+	return full - used + reqs[i].N
 }
 
 // capCharge is the extra output tokens that keep our output bucket at or
@@ -97,20 +106,12 @@ func (a *Account) outputBefore(c Class, reqs []bucket.Request, d bucket.Decision
 // tokens and requests are counted by Anthropic when the request arrives,
 // milliseconds after we charge them: nothing is charged for those.
 func (a *Account) capCharge(c Class, before, reserved int64, held time.Duration) int64 {
-	if before < 0 {
+	_, l, full, ok := a.outputBucket(c)
+	if !ok || before < 0 {
 		return 0
 	}
-	b := a.buckets[c]
-	for i, ax := range b.axes {
-		if ax != axOTPM {
-			continue
-		}
-		l := b.limits[i]
-		full := cmp.Or(l.Burst, l.Capacity)
-		refill := int64(math.Ceil(float64(l.Capacity) * held.Seconds() / l.Per.Seconds()))
-		return min(max(0, before+refill-full), reserved)
-	}
-	return 0
+	refill := int64(math.Ceil(float64(l.Capacity) * held.Seconds() / l.Per.Seconds()))
+	return min(max(0, before+refill-full), reserved)
 }
 
 // admission is what need must find available to start: all of it, except

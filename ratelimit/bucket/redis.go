@@ -141,11 +141,8 @@ func (r *Redis) decisionCall(o op, reqs []Request, plans []plan) (*call, []plan,
 		if p.n < 0 {
 			sign = -1
 		}
-		tau := p.tau // Adjust clamps at empty
-		if o != opAdjust {
-			tau = p.ctau // Take and Peek may leave a debt
-		}
-		b = appendInts(b, 0, p.cap, p.inc.us, p.inc.frac, tau.us, tau.frac, sign)
+		// ctau: what a Take may fill (tau plus any Debt; tau for Adjust).
+		b = appendInts(b, 0, p.cap, p.inc.us, p.inc.frac, p.ctau.us, p.ctau.frac, sign)
 	}
 	c.buf, c.keys, c.script, c.decision = b, keys, decideScript, true
 	c.args = append(c.args[:0], b)
