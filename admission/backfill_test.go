@@ -2,32 +2,19 @@ package admission
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/config"
+	"github.com/claude-guardian/claude-guardian/internal/testclock"
 	"github.com/claude-guardian/claude-guardian/keypool"
 	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
-// frozen is a clock that moves only when told.
-type frozen struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *frozen) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *frozen) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // drainedPool has one or two accounts with 60,000 ITPM (1,000 a second)
 // of which left[i] remain.
-func drainedPool(t *testing.T, clk *frozen, left ...int64) *keypool.Pool {
+func drainedPool(t *testing.T, clk *testclock.Clock, left ...int64) *keypool.Pool {
 	t.Helper()
 	var accts []config.Account
 	for i := range left {
@@ -35,7 +22,7 @@ func drainedPool(t *testing.T, clk *frozen, left ...int64) *keypool.Pool {
 		accts = append(accts, config.Account{Name: "org-" + name, Limits: config.Limits{RPM: 1000, ITPM: 60000, OTPM: 100000},
 			Keys: []config.Key{{ID: name, Key: "sk-test-" + name}}})
 	}
-	p := keypool.New(accts, keypool.Options{Now: clk.now, Engine: bucket.NewMemory(clk.now)})
+	p := keypool.New(accts, keypool.Options{Now: clk.Now, Engine: bucket.NewMemory(clk.Now)})
 	ctx := context.Background()
 	for i, l := range left {
 		need := keypool.Need{Model: "m", Input: 60000 - l, Output: 1}
@@ -67,7 +54,7 @@ func admitAsync(q *Queue, tenant string, need keypool.Need) <-chan *keypool.Rese
 // would fit on org-a too, which would make the head wait longer, so it
 // goes to org-b (200 left) at once, and the head still gets org-a first.
 func TestBackfillOnAnotherAccount(t *testing.T) {
-	clk := &frozen{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	p := drainedPool(t, clk, 500, 200)
 	q := New(p, nil)
 	head := admitAsync(q, "big", keypool.Need{Model: "m", Input: 900, Output: 1})
@@ -84,7 +71,7 @@ func TestBackfillOnAnotherAccount(t *testing.T) {
 	if q.Depth() != 1 {
 		t.Fatalf("depth %d: the head should still wait", q.Depth())
 	}
-	clk.advance(400 * time.Millisecond) // org-a reaches 900
+	clk.Advance(400 * time.Millisecond) // org-a reaches 900
 	select {
 	case r := <-head:
 		if r == nil || r.Account.Name != "org-a" {
@@ -98,7 +85,7 @@ func TestBackfillOnAnotherAccount(t *testing.T) {
 // TestBackfillNeverDelaysTheHead: with one account, a request behind the
 // head fits now but would take what the head waits for: it waits its turn.
 func TestBackfillNeverDelaysTheHead(t *testing.T) {
-	clk := &frozen{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	p := drainedPool(t, clk, 500)
 	q := New(p, nil)
 	head := admitAsync(q, "big", keypool.Need{Model: "m", Input: 900, Output: 1})
@@ -110,7 +97,7 @@ func TestBackfillNeverDelaysTheHead(t *testing.T) {
 		t.Fatalf("admitted ahead of the head on %v", r.Account.Name)
 	case <-time.After(300 * time.Millisecond):
 	}
-	clk.advance(400 * time.Millisecond)
+	clk.Advance(400 * time.Millisecond)
 	if r := <-head; r == nil {
 		t.Fatal("head not admitted")
 	}
@@ -119,7 +106,7 @@ func TestBackfillNeverDelaysTheHead(t *testing.T) {
 		t.Fatal("small admitted with only 0 tokens left")
 	case <-time.After(100 * time.Millisecond):
 	}
-	clk.advance(150 * time.Millisecond)
+	clk.Advance(150 * time.Millisecond)
 	if r := <-small; r == nil {
 		t.Fatal("small not admitted after the head")
 	}

@@ -9,14 +9,15 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/config"
+	"github.com/claude-guardian/claude-guardian/internal/testclock"
 	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
-func leasePool(t *testing.T, accts ...config.Account) (*Pool, *clock) {
+func leasePool(t *testing.T, accts ...config.Account) (*Pool, *testclock.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
-	mem := bucket.NewMemory(clk.now)
-	return New(accts, Options{Now: clk.now, Engine: mem, Leases: mem, LeaseTTL: time.Minute,
+	clk := testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	mem := bucket.NewMemory(clk.Now)
+	return New(accts, Options{Now: clk.Now, Engine: mem, Leases: mem, LeaseTTL: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}), clk
 }
 
@@ -92,6 +93,6 @@ func TestLeaseOfADeadReplicaExpires(t *testing.T) {
 	if got, _, _ := p.Reserve(context.Background(), Need{Model: "m", Input: 10}); got != nil {
 		t.Fatal("the lease should still be held")
 	}
-	clk.advance(61 * time.Second)
+	clk.Advance(61 * time.Second)
 	mustReserve(t, p, Need{Model: "m", Input: 10})
 }

@@ -13,19 +13,15 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/config"
+	"github.com/claude-guardian/claude-guardian/internal/testclock"
 	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
-
 var tier1 = config.Limits{RPM: 50, ITPM: 30000, OTPM: 8000}
 
-func reservePool(t *testing.T, accts ...config.Account) (*Pool, *clock, *bytes.Buffer) {
+func reservePool(t *testing.T, accts ...config.Account) (*Pool, *testclock.Clock, *bytes.Buffer) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	var log bytes.Buffer
 	if len(accts) == 0 {
 		accts = []config.Account{
@@ -33,7 +29,7 @@ func reservePool(t *testing.T, accts ...config.Account) (*Pool, *clock, *bytes.B
 			{Name: "org-b", Limits: tier1, Keys: []config.Key{{ID: "b1", Key: "sk-test-b1"}}},
 		}
 	}
-	p := New(accts, Options{Now: clk.now, Engine: bucket.NewMemory(clk.now),
+	p := New(accts, Options{Now: clk.Now, Engine: bucket.NewMemory(clk.Now),
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	return p, clk, &log
 }
@@ -74,8 +70,8 @@ func TestOutputCounting(t *testing.T) {
 	acct := config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "sk-test-a1"}}}
 	for _, atStart := range []bool{false, true} {
 		t.Run(map[bool]string{false: "as produced", true: "at start"}[atStart], func(t *testing.T) {
-			clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
-			p := New([]config.Account{acct}, Options{Now: clk.now, Engine: bucket.NewMemory(clk.now), OutputAtStart: atStart})
+			clk := testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+			p := New([]config.Account{acct}, Options{Now: clk.Now, Engine: bucket.NewMemory(clk.Now), OutputAtStart: atStart})
 			ctx := context.Background()
 			first := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 7000})
 			// 1,000 output tokens left and a request in flight: the next,
@@ -157,7 +153,7 @@ func TestSettleChargesTheCap(t *testing.T) {
 	settleAfter := func(held time.Duration, usedOut int64, reached bool) {
 		t.Helper()
 		r := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 1000})
-		clk.advance(held)
+		clk.Advance(held)
 		// Settled from its ticket, as the front does when the response ends.
 		r = p.Resume(TicketOf(r, "m"))
 		if err := p.Settle(ctx, r, anthropic.Usage{InputTokens: 10, OutputTokens: usedOut}, reached); err != nil {
@@ -175,13 +171,13 @@ func TestSettleChargesTheCap(t *testing.T) {
 		{"unanswered", 3 * time.Second, false, [3]int64{50, 30000, 8000}},
 	}
 	for _, tt := range tests {
-		clk.advance(2 * time.Minute) // full again
+		clk.Advance(2 * time.Minute) // full again
 		settleAfter(tt.held, 500, tt.reached)
 		if got := remaining(); got != tt.want {
 			t.Errorf("%s: remaining %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	big := mustReserve(t, p, Need{Model: "m", Input: 10, Output: 7000})
 	if err := p.Settle(ctx, big, anthropic.Usage{InputTokens: 10, OutputTokens: 7000}, true); err != nil {
 		t.Fatal(err)
@@ -210,7 +206,7 @@ func TestReserveAllOrNothingAndWait(t *testing.T) {
 	if d.Buckets[axRPM].Remaining != 49 {
 		t.Errorf("rpm remaining %d: a refused request must not consume RPM", d.Buckets[axRPM].Remaining)
 	}
-	clk.advance(wait)
+	clk.Advance(wait)
 	mustReserve(t, p, Need{Model: "m", Input: 2000, Output: 10})
 }
 
@@ -258,7 +254,7 @@ func TestSettleRefundsAndCharges(t *testing.T) {
 
 func TestReserveHonoursAnthropicReadings(t *testing.T) {
 	p, clk, _ := reservePool(t)
-	now := clk.now()
+	now := clk.Now()
 	var r anthropic.RateLimitReading
 	// org-a: Anthropic says 1,000 input tokens left (rounded: maybe 500),
 	// resetting in 30 s; our own bucket is full.
@@ -278,7 +274,7 @@ func TestReserveHonoursAnthropicReadings(t *testing.T) {
 		t.Error("haiku should still use both accounts")
 	}
 	// After the reset has passed the reading no longer gates.
-	clk.advance(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	seen := map[string]bool{}
 	for range 4 {
 		seen[mustReserve(t, p, Need{Model: "claude-sonnet-4-6", Input: 800}).Account.Name] = true
@@ -329,7 +325,7 @@ func TestReserveCoolDownsAndKeys(t *testing.T) {
 	var none anthropic.RateLimitReading
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		p.ObserveClass(p.Key("b1"), Sonnet, 529, &none)
-		if got := p.Accounts()[1].CoolingUntil().Sub(clk.now()); got != want {
+		if got := p.Accounts()[1].CoolingUntil().Sub(clk.Now()); got != want {
 			t.Errorf("529 #%d: cool-down %v, want %v", i+1, got, want)
 		}
 	}
@@ -339,7 +335,7 @@ func TestReserveCoolDownsAndKeys(t *testing.T) {
 		t.Errorf("wait %v err %v, want 4s", wait, err)
 	}
 	// Keys of an account take turns; a disabled one is skipped.
-	clk.advance(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	a := p.Accounts()[0]
 	k1, k2 := a.nextKey(), a.nextKey()
 	if k1 == k2 {

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/claude-guardian/claude-guardian/internal/redistest"
+	"github.com/claude-guardian/claude-guardian/internal/testclock"
 )
 
 func TestTickets(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
+	clk := testclock.New(time.Unix(1000, 0))
 	srv := redistest.Start(t)
 	stores := map[string]Tickets{
-		"memory": NewMemoryTickets(time.Minute, clk.now),
+		"memory": NewMemoryTickets(time.Minute, clk.Now),
 		"redis":  NewRedisTickets(srv.NewClient(t), "guardian-test", time.Minute),
 	}
 	ctx := context.Background()
@@ -43,7 +44,7 @@ func TestTickets(t *testing.T) {
 	// Expiry (memory clock; Redis uses its own TTL, checked by PTTL).
 	m := stores["memory"]
 	m.Put(ctx, "old", want)
-	clk.advance(61 * time.Second)
+	clk.Advance(61 * time.Second)
 	if _, ok, _ := m.Get(ctx, "old"); ok {
 		t.Error("expired ticket returned")
 	}
