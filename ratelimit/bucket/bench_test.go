@@ -10,6 +10,7 @@ package bucket
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,6 +92,10 @@ func BenchmarkRedisTake(b *testing.B) {
 				}
 				return
 			}
+			c := client()
+			if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+				b.Fatal(err)
+			}
 			var seq atomic.Int64
 			b.SetParallelism(16) // 16 × GOMAXPROCS callers, as an RLS under load
 			b.RunParallel(func(pb *testing.PB) {
@@ -103,9 +108,32 @@ func BenchmarkRedisTake(b *testing.B) {
 					}
 				}
 			})
+			b.ReportMetric(scriptMicros(b, c)/float64(b.N), "redis-µs/op")
 			if n := e.b.batches.Load(); n > 0 {
 				b.ReportMetric(float64(e.b.batched.Load())/float64(n), "calls/pipeline")
 			}
 		})
 	}
+}
+
+// scriptMicros is the Redis CPU spent in scripts since the last
+// CONFIG RESETSTAT (INFO commandstats: evalsha and eval, µs).
+func scriptMicros(b *testing.B, c redis.UniversalClient) float64 {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
+			continue
+		}
+		for _, f := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				total += n
+			}
+		}
+	}
+	return total
 }

@@ -18,7 +18,12 @@ type RedisOptions struct {
 	Prefix string
 	// MaxBatch caps the calls sent in one pipeline. Default 64.
 	MaxBatch int
-	// Workers is the number of pipelines in flight at once. Default 4.
+	// Workers is the number of pipelines in flight at once. Default 1:
+	// Redis runs one command at a time, so a second pipeline only queues
+	// behind the first there, while one pipeline at a time lets the next
+	// gather every call that arrives during the round trip (measured with
+	// make bench-rls: 1 worker ~10 % more decisions/s than 4, and ~15 %
+	// less Redis CPU per decision).
 	Workers int
 	// Window, if positive, lets a pipeline wait up to Window for more calls
 	// while other pipelines are in flight. It never delays an idle engine.
@@ -57,7 +62,7 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) (*Redis, error) {
 		opts.MaxBatch = 64
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 1
 	}
 	return &Redis{
 		prefix: opts.Prefix,
