@@ -1,7 +1,8 @@
 // Command rlsload drives an RLS v3 server (envoy.service.ratelimit.v3) with
 // concurrent ShouldRateLimit calls and prints decisions/s and latency
 // percentiles. With -noop it is instead a no-op RLS v3 server that answers
-// OK without work: the ceiling gRPC allows on the machine.
+// OK without work: the ceiling gRPC allows on the machine, served with the
+// same gRPC server options as guardian's RLS.
 //
 //	rlsload -addr 127.0.0.1:8081 -concurrency 64 -duration 10s -tenants 1000 -hits 1
 //	rlsload -noop 127.0.0.1:18089
@@ -26,6 +27,8 @@ import (
 	rlspb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/claude-guardian/claude-guardian/ratelimit/rls"
 )
 
 func main() {
@@ -83,7 +86,7 @@ func serveNoop(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(rls.GRPCServerOptions()...) // guardian's RLS options
 	rlspb.RegisterRateLimitServiceServer(g, noop{})
 	go func() { <-ctx.Done(); g.Stop() }()
 	return g.Serve(lis)

@@ -90,7 +90,8 @@ func startRLS(ctx context.Context, cfg *config.Config, log *slog.Logger, reg pro
 		return nil, fmt.Errorf("listen.ratelimit: %w", err)
 	}
 	rt.lis = lis
-	rt.grpc = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	rt.grpc = grpc.NewServer(append(rls.GRPCServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	rlspb.RegisterRateLimitServiceServer(rt.grpc, srv)
 	rt.health = health.NewServer()
 	healthpb.RegisterHealthServer(rt.grpc, rt.health)
