@@ -88,6 +88,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		source = "embedded deploy/local/guardian.yaml"
 	}
 	log.Info("config loaded", "source", source, "clients", len(cfg.Clients), "accounts", len(cfg.Accounts))
+	setGC(log)
 	return Serve(ctx, cfg, log, nil)
 }
 
