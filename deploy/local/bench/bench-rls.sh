@@ -4,15 +4,24 @@
 # each driven by cmd/rlsload with the same load, side by side in one run.
 # Install the reference with:
 #   go install github.com/envoyproxy/ratelimit/src/service_cmd@v1.4.1-0.20260122083618-3fb702589d36
+#
+# The services run in turn, ROUNDS times over; the table gives each one's
+# median round (this machine's speed drifts by ±15 % within minutes, which
+# rounds spread over every service alike). Then latency at half guardian's
+# Redis rate, open loop, the same offered load for every service.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 GO=${GO:-go}
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-64}
 TENANTS=${TENANTS:-1000}
 HITS=${HITS:-1}
 REF_BIN=${REF_BIN:-$($GO env GOPATH)/bin/service_cmd}
-# GOMAXPROCS, if set, applies to every process (1 measured worse here).
+# Every Go process (guardian, the reference, the no-op server and the load
+# generator) runs with guardian's default GOGC, so that only the services
+# differ. GOMAXPROCS, if set, applies to every process too.
+export GOGC=${GOGC:-400}
 [ -n "${GOMAXPROCS:-}" ] && export GOMAXPROCS
 tmp=$(mktemp -d)
 pids=()
@@ -24,18 +33,29 @@ $GO build -o "$tmp/rlsload" ./cmd/rlsload
 load() { "$tmp/rlsload" -addr "$1" -label "$2" -duration "$DURATION" -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" "${@:3}" | tee -a "$tmp/results"; }
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+mallocs() { curl -sf "http://127.0.0.1:18083/metrics" | awk '/^go_memstats_mallocs_total / {printf "%.0f", $2}'; }
 
 redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" & pids+=($!)
 wait_port 16379
 
-echo "load: concurrency $CONCURRENCY, 1 connection, $TENANTS tenants, hits $HITS, $DURATION each; $(nproc) cores, GOMAXPROCS=${GOMAXPROCS:-default}"
-"$tmp/rlsload" -noop 127.0.0.1:18089 & p=$!; pids+=($p); wait_port 18089
-load 127.0.0.1:18089 "no-op RLS v3 (ceiling)"; stop $p
-
-BENCH_RLS_ADDR=127.0.0.1:18081 "$tmp/guardian" serve --config deploy/local/bench/guardian-bench.yaml 2>"$tmp/g1.log" & p=$!; pids+=($p); wait_port 18081
-load 127.0.0.1:18081 "guardian memory"; stop $p
-
-ref() { # ref VARIANT LABEL [rlsload flags]: envoyproxy/ratelimit on the same Redis
+noop() { # noop LABEL [rlsload flags]
+  "$tmp/rlsload" -noop 127.0.0.1:18089 & p=$!; pids+=($p); wait_port 18089
+  load 127.0.0.1:18089 "$1" "${@:2}"; stop $p
+}
+guardian() { # guardian memory|redis LABEL [rlsload flags]: then 2 s more to count its allocations
+  local url=""; [ "$1" = redis ] && url=redis://127.0.0.1:16379
+  BENCH_RLS_ADDR=127.0.0.1:18082 BENCH_ADMIN_ADDR=127.0.0.1:18083 BENCH_REDIS_URL=$url \
+    "$tmp/guardian" serve --config deploy/local/bench/guardian-bench.yaml 2>"$tmp/guardian.log" & p=$!; pids+=($p); wait_port 18082
+  load 127.0.0.1:18082 "$2" "${@:3}"
+  if [ $# -eq 2 ] && command -v curl >/dev/null; then
+    local a b; a=$(mallocs)
+    "$tmp/rlsload" -addr 127.0.0.1:18082 -duration 2s -warmup 0s -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" >"$tmp/alloc-run"
+    b=$(mallocs)
+    awk -v a="$a" -v b="$b" -v l="$2" '{for(i=1;i<=NF;i++) if($(i)=="decisions/s") printf "%s allocs %.1f\n", l, (b-a)/($(i-1)*2)}' "$tmp/alloc-run" >>"$tmp/allocs"
+  fi
+  stop $p
+}
+ref() { # ref default|pipelined LABEL [rlsload flags]: envoyproxy/ratelimit on the same Redis
   local env_stats=(USE_STATSD=false)
   [ "$1" != "default" ] && env_stats+=(DISABLE_STATS=true REDIS_PIPELINE_WINDOW=150us)
   env "${env_stats[@]}" REDIS_SOCKET_TYPE=tcp REDIS_URL=127.0.0.1:16379 \
@@ -44,30 +64,62 @@ ref() { # ref VARIANT LABEL [rlsload flags]: envoyproxy/ratelimit on the same Re
     "$REF_BIN" >"$tmp/ref.log" 2>&1 & p=$!; pids+=($p); wait_port 18091
   load 127.0.0.1:18091 "$2" "${@:3}"; stop $p
 }
-guardian_redis() { # guardian_redis LABEL [rlsload flags]
-  BENCH_RLS_ADDR=127.0.0.1:18082 BENCH_REDIS_URL=redis://127.0.0.1:16379 "$tmp/guardian" serve --config deploy/local/bench/guardian-bench.yaml 2>"$tmp/g2.log" & p=$!; pids+=($p); wait_port 18082
-  load 127.0.0.1:18082 "$1" "${@:2}"; stop $p
-}
-
-guardian_redis "guardian redis"
-if [ -x "$REF_BIN" ]; then
-  ref default "envoyproxy/ratelimit default"
-  ref pipelined "envoyproxy/ratelimit stats off, pipelined"
-else
+have_ref=false
+if [ -x "$REF_BIN" ]; then have_ref=true; else
   echo "envoyproxy/ratelimit not installed at $REF_BIN: skipped (see the install line at the top of this script)"
 fi
 
-# Latency at half guardian's Redis maximum, open loop, the same offered load
-# for every service; the no-op server's figure is the floor that gRPC and
-# the load generator sharing these cores leave.
-half=$(awk '/^guardian redis / {for(i=1;i<=NF;i++) if($(i)=="decisions/s") print int($(i-1)/2)}' "$tmp/results")
-echo "half load: $half decisions/s offered"
-"$tmp/rlsload" -noop 127.0.0.1:18089 & p=$!; pids+=($p); wait_port 18089
-load 127.0.0.1:18089 "half: no-op RLS v3 (floor)" -rate "$half"; stop $p
-guardian_redis "half: guardian redis" -rate "$half"
-[ -x "$REF_BIN" ] && ref default "half: envoyproxy/ratelimit" -rate "$half"
+echo "load: concurrency $CONCURRENCY, 1 connection, $TENANTS tenants, hits $HITS, $DURATION per run, $ROUNDS rounds; $(nproc) cores, GOGC=$GOGC for every process, GOMAXPROCS=${GOMAXPROCS:-default}"
+for r in $(seq "$ROUNDS"); do
+  echo "-- round $r"
+  noop "no-op RLS v3 (ceiling)"
+  guardian memory "guardian memory"
+  guardian redis "guardian redis"
+  if $have_ref; then
+    ref default "envoyproxy/ratelimit default"
+    ref pipelined "envoyproxy/ratelimit stats off, pipelined"
+  fi
+done
 
-awk '{for(i=1;i<=NF;i++) if($(i)=="decisions/s"){r[NR]=$(i-1); n[NR]=$0}} END{
-  for(k in n) if(n[k] ~ /^no-op/) noop=r[k]; for(k in n) if(n[k] ~ /^envoyproxy/ && r[k]>ref) ref=r[k];
-  for(k in n) if(n[k] ~ /^guardian (memory|redis) /){ line=sprintf("%s: %.0f%% of the no-op ceiling", substr(n[k],1,28), 100*r[k]/noop); if(ref>0) line=line sprintf(", %.2fx envoyproxy/ratelimit best", r[k]/ref); print line }
-}' "$tmp/results"
+# The median round of each service (its decisions/s, with that run's
+# latencies), ratios from the medians.
+summary() {
+  awk -v allocs="$tmp/allocs" '
+    { for (i = 1; i <= NF; i++) if ($(i) == "decisions/s") { split($0, parts, "  +"); name = parts[1]; n[name]++; rate[name, n[name]] = $(i-1); line[name, n[name]] = $0; if (!(name in seen)) { seen[name] = 1; order[++names] = name } } }
+    END {
+      while ((getline l < allocs) > 0) { k = l; sub(/ allocs [0-9.]+$/, "", k); a = l; sub(/.* allocs /, "", a); al[k] = al[k] (al[k] == "" ? "" : ", ") a }
+      print "\n| service | decisions/s (median of " n[order[1]] ") | all rounds | p50 | p99 | p999 | server allocs/decision |"
+      print "|---|---|---|---|---|---|---|"
+      for (o = 1; o <= names; o++) {
+        s = order[o]; m = n[s]
+        for (i = 1; i <= m; i++) idx[i] = i
+        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (rate[s, idx[j]] < rate[s, idx[i]]) { t = idx[i]; idx[i] = idx[j]; idx[j] = t }
+        mid = idx[int((m + 1) / 2)]; med[s] = rate[s, mid]; all = ""
+        for (i = 1; i <= m; i++) all = all (i > 1 ? " / " : "") rate[s, i]
+        split(line[s, mid], f, " +"); p50 = p99 = p999 = ""
+        for (i = 1; i in f; i++) { if (f[i] == "p50") p50 = f[i+1]; if (f[i] == "p99") p99 = f[i+1]; if (f[i] == "p999") p999 = f[i+1] }
+        printf "| %s | %d | %s | %s | %s | %s | %s |\n", s, med[s], all, p50, p99, p999, (s in al ? al[s] : "")
+      }
+      noop = med["no-op RLS v3 (ceiling)"]; ref = 0
+      for (s in med) if (s ~ /^envoyproxy/ && med[s] > ref) ref = med[s]
+      for (s in med) if (s ~ /^guardian/) {
+        l = sprintf("%s: %.0f%% of the no-op ceiling", s, 100 * med[s] / noop)
+        if (ref > 0) l = l sprintf(", %.2fx envoyproxy/ratelimit best (%d/s)", med[s] / ref, ref)
+        print l
+      }
+    }' "$1"
+}
+summary "$tmp/results"
+
+half=$(summary "$tmp/results" | awk -F'|' '$2 ~ /^ guardian redis $/ {print int($3 / 2)}')
+echo
+echo "-- half load: $half decisions/s offered (half guardian redis's median), open loop"
+{
+  noop "half: no-op RLS v3 (floor)" -rate "$half"
+  guardian redis "half: guardian redis" -rate "$half"
+  if $have_ref; then
+    ref default "half: envoyproxy/ratelimit default" -rate "$half"
+    ref pipelined "half: envoyproxy/ratelimit stats off, pipelined" -rate "$half"
+  fi
+} >/dev/null
+grep '^half' "$tmp/results"
