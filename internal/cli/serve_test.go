@@ -136,10 +136,17 @@ func TestServeAnswersHealthAndDrains(t *testing.T) {
 }
 
 // TestBinaryExitsZeroOnSIGTERM builds bin/guardian and runs it as users do.
-func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+// servingBinary is a running bin/guardian with the addresses it logged.
+type servingBinary struct {
+	cmd                       *exec.Cmd
+	logs                      *bytes.Buffer
+	extproc, admin, ratelimit string
+}
+
+// startBinary builds cmd/guardian and runs serve with cfg (YAML) until the
+// test ends; it returns once the process logs that it is serving.
+func startBinary(t *testing.T, cfg string) *servingBinary {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "guardian")
 	build := exec.Command("go", "build", "-o", bin, "github.com/claude-guardian/claude-guardian/cmd/guardian")
@@ -147,7 +154,7 @@ func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cfgPath := filepath.Join(dir, "guardian.yaml")
-	if err := os.WriteFile(cfgPath, []byte(testConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
@@ -158,35 +165,42 @@ func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	serving := regexp.MustCompile(`msg=serving extproc=(\S+) admin=(\S+)`)
-	var logs bytes.Buffer
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	serving := regexp.MustCompile(`msg=serving extproc=(\S+) admin=(\S+) ratelimit=(\S*)`)
+	s := &servingBinary{cmd: cmd, logs: &bytes.Buffer{}}
 	sc := bufio.NewScanner(stderr)
-	var extprocAddr, adminAddr string
 	for sc.Scan() {
-		logs.WriteString(sc.Text() + "\n")
+		s.logs.WriteString(sc.Text() + "\n")
 		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
-			extprocAddr, adminAddr = m[1], m[2]
+			s.extproc, s.admin, s.ratelimit = m[1], m[2], m[3]
 			break
 		}
 	}
-	if extprocAddr == "" {
-		t.Fatalf("no serving line in:\n%s", logs.String())
+	if s.extproc == "" {
+		t.Fatalf("no serving line in:\n%s", s.logs.String())
 	}
-	go io.Copy(&logs, stderr)
-	checkHealth(t, extprocAddr, healthpb.HealthCheckResponse_SERVING)
-	if code, _ := httpGet(t, "http://"+adminAddr+"/readyz"); code != 200 {
+	go io.Copy(s.logs, stderr)
+	return s
+}
+
+func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	s := startBinary(t, testConfig)
+	checkHealth(t, s.extproc, healthpb.HealthCheckResponse_SERVING)
+	if code, _ := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
 		t.Errorf("/readyz = %d", code)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- s.cmd.Wait() }()
 	select {
 	case err := <-exited:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, s.logs.String())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("guardian did not exit within 10 s of SIGTERM")
