@@ -57,7 +57,17 @@ type batcher struct {
 	quit   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	// tick is closed and replaced every tickEvery: callers waiting for a
+	// reply check their deadline then, so a context with a deadline but no
+	// timer (rls.Failover's) is still answered by it, give or take a tick,
+	// when Redis or the client hangs where no deadline reaches (a new
+	// connection's handshake, a pool wait).
+	tick atomic.Pointer[chan struct{}]
 }
+
+// tickEvery is how late past its deadline a waiting caller may return.
+const tickEvery = 5 * time.Millisecond
 
 func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Duration) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -72,11 +82,29 @@ func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Dura
 		quit:     make(chan struct{}),
 	}
 	b.merge.Store(standalone)
-	b.wg.Add(workers)
+	first := make(chan struct{})
+	b.tick.Store(&first)
+	b.wg.Add(workers + 1)
 	for range workers {
 		go b.work()
 	}
+	go b.ticker()
 	return b
+}
+
+func (b *batcher) ticker() {
+	defer b.wg.Done()
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case <-t.C:
+			next := make(chan struct{})
+			close(*b.tick.Swap(&next))
+		}
+	}
 }
 
 func (b *batcher) close() {
@@ -104,20 +132,32 @@ func (b *batcher) run(ctx context.Context, c *call) error {
 		b.inflight.Add(-1)
 		return c.err
 	}
-	select {
-	case b.in <- c:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.quit:
-		return ErrClosed
-	}
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.quit:
-		return ErrClosed
+	for queued := false; ; {
+		if queued {
+			select {
+			case <-c.done:
+				return c.err
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-b.quit:
+				return ErrClosed
+			case <-*b.tick.Load():
+			}
+		} else {
+			select {
+			case b.in <- c:
+				queued = true
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-b.quit:
+				return ErrClosed
+			case <-*b.tick.Load():
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err // a deadline without a timer
+		}
 	}
 }
 
@@ -356,21 +396,22 @@ func (b *batcher) execOne(c *call) {
 	}
 }
 
-// batchContext bounds a pipeline by the latest caller deadline, if every
-// caller has one, so a dead Redis does not hold a worker longer than its
-// callers wait.
+// batchContext bounds a pipeline by the earliest deadline among its
+// callers, so that a slow or dead Redis answers each of them (with an
+// error) by its own deadline, also callers that queued behind a pipeline in
+// flight and bring no timer of their own. Callers without a deadline do not
+// bound it; with none at all, only close does.
 func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFunc) {
-	var latest time.Time
+	var earliest time.Time
 	for _, c := range batch {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			return b.ctx, func() {}
-		}
-		if d.After(latest) {
-			latest = d
+		if d, ok := c.ctx.Deadline(); ok && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
 		}
 	}
-	return context.WithDeadline(b.ctx, latest)
+	if earliest.IsZero() {
+		return b.ctx, func() {}
+	}
+	return context.WithDeadline(b.ctx, earliest)
 }
 
 func isCrossSlot(err error) bool {

@@ -125,10 +125,23 @@ func (f *Failover) sharedCall(ctx context.Context, fn func(ctx context.Context) 
 	if f.tripped.Load() {
 		return false, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	start := time.Now()
-	err = fn(cctx)
-	cancel()
+	return f.answered(ctx, start, fn(f.bounded(ctx, start)))
+}
+
+// bounded is ctx with the store timeout from start as its deadline, without
+// a timer: the engine bounds each Redis round trip by the earliest deadline
+// of its callers, and a call queued behind a round trip waits at most for
+// that one, whose callers came first. A timer per decision costs three
+// allocations and a timer-heap insertion (TestHungRedisAnswersByDeadline).
+func (f *Failover) bounded(ctx context.Context, start time.Time) context.Context {
+	return &deadlineCtx{Context: ctx, at: start.Add(f.opts.Timeout)}
+}
+
+// answered records a shared-store call that began at start and ended with
+// err, trips the fallback if the store failed, and reports whether the
+// store answered.
+func (f *Failover) answered(ctx context.Context, start time.Time, err error) (bool, error) {
 	f.opts.Metrics.observeRedis(time.Since(start))
 	if err == nil || callerError(err) {
 		return true, err
@@ -138,6 +151,30 @@ func (f *Failover) sharedCall(ctx context.Context, fn func(ctx context.Context) 
 	}
 	f.trip(err)
 	return false, nil
+}
+
+// deadlineCtx is its parent with a deadline that no timer enforces: Done is
+// the parent's, Err reports DeadlineExceeded once the deadline has passed.
+type deadlineCtx struct {
+	context.Context
+	at time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.at) {
+		return d, true
+	}
+	return c.at, true
+}
+
+func (c *deadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.at) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // callerError reports errors that come from the request, not the store.
@@ -234,18 +271,19 @@ func (f *Failover) openDecision(reqs []bucket.Request) bucket.Decision {
 }
 
 func (f *Failover) bucketOp(ctx context.Context, reqs []bucket.Request, take bool) (bucket.Decision, error) {
-	var d bucket.Decision
-	ok, err := f.sharedCall(ctx, func(ctx context.Context) error {
+	if !f.tripped.Load() { // the hot path, without sharedCall's closure
+		start := time.Now()
+		sctx := f.bounded(ctx, start)
+		var d bucket.Decision
 		var err error
 		if take {
-			d, err = f.shared.Take(ctx, reqs)
+			d, err = f.shared.Take(sctx, reqs)
 		} else {
-			d, err = f.shared.Adjust(ctx, reqs)
+			d, err = f.shared.Adjust(sctx, reqs)
 		}
-		return err
-	})
-	if ok {
-		return d, err
+		if ok, err := f.answered(ctx, start, err); ok {
+			return d, err
+		}
 	}
 	f.opts.Metrics.fallbackDecision()
 	switch f.opts.Mode {

@@ -2,11 +2,16 @@ package rls
 
 import (
 	"context"
+	"io"
+	"net"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-guardian/claude-guardian/internal/redistest"
 	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
@@ -111,3 +116,69 @@ type netErr struct{}
 func (*netErr) Error() string   { return "dial tcp: connection refused" }
 func (*netErr) Timeout() bool   { return false }
 func (*netErr) Temporary() bool { return false }
+
+// TestHungRedisAnswersByDeadline: a "Redis" that accepts connections and
+// never answers. Callers arrive over one timeout's length, most of them
+// queued behind a round trip in flight; each is answered from the fallback
+// by its own deadline (the timeout after it began), not by a later caller's.
+func TestHungRedisAnswersByDeadline(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }() // reads, never replies
+		}
+	}()
+	const timeout = 200 * time.Millisecond
+	client := redis.NewClient(&redis.Options{Addr: lis.Addr().String(), MaxRetries: -1,
+		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout, DialTimeout: timeout})
+	defer client.Close()
+	shared, closeFn, err := NewRedisStore(client, bucket.RedisOptions{Prefix: "hung:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	f := NewFailover(shared, FailoverOptions{Mode: LocalShare, Timeout: timeout, ProbeEvery: time.Hour})
+	defer f.Close()
+	s := New(Options{Store: f})
+	s.SetConfig(mustConfig(t, "domain: d\ndescriptors: [{key: tenant, rate_limit: {unit: hour, requests_per_unit: 1000}}]\n"))
+
+	const callers = 100
+	late := make(chan time.Duration, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		time.Sleep(timeout / callers) // arrivals spread over one timeout
+		wg.Go(func() {
+			start := time.Now()
+			r := ask(t, s, "d", 0, desc("tenant", "t"+strconv.Itoa(i)))
+			if r.OverallCode != OK {
+				t.Errorf("caller %d: %v", i, r)
+			}
+			late <- time.Since(start) - timeout
+			if testing.Verbose() && time.Since(start) > timeout+timeout/2 {
+				t.Logf("caller %d took %v", i, time.Since(start))
+			}
+		})
+	}
+	wg.Wait()
+	close(late)
+	var worst time.Duration
+	for d := range late {
+		worst = max(worst, d)
+	}
+	// A caller bounded by a later caller's deadline would be up to one
+	// timeout late; scheduling noise is far below the slack.
+	if slack := timeout / 2; worst > slack {
+		t.Errorf("a caller was answered %v after its deadline (slack %v)", worst, slack)
+	}
+	if !f.Tripped() {
+		t.Error("the failover did not trip")
+	}
+}
