@@ -20,8 +20,8 @@ import (
 )
 
 // rlsAllocCeiling is the bound on allocations per RLS decision in
-// the serving process, gRPC's own included (measured: memory ~70, Redis
-// ~84, with make bench-rls and this test).
+// the serving process, gRPC's own included (measured with this test and make
+// bench-rls: memory ~70, Redis ~79).
 const rlsAllocCeiling = 90
 
 // TestRLSAllocationsPerDecision runs bin/guardian's RLS (memory and Redis)
