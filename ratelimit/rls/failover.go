@@ -126,14 +126,20 @@ func (f *Failover) sharedCall(ctx context.Context, fn func(ctx context.Context) 
 		return false, nil
 	}
 	start := time.Now()
-	return f.answered(ctx, start, fn(f.bounded(ctx, start)))
+	cctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	err = fn(cctx)
+	cancel()
+	return f.answered(ctx, start, err)
 }
 
 // bounded is ctx with the store timeout from start as its deadline, without
-// a timer: the engine bounds each Redis round trip by the earliest deadline
-// of its callers, and a call queued behind a round trip waits at most for
-// that one, whose callers came first. A timer per decision costs three
-// allocations and a timer-heap insertion (TestHungRedisAnswersByDeadline).
+// a timer, for Take and Adjust (bucketOp), the calls of every decision: the
+// bucket engine bounds each Redis round trip by the earliest deadline of
+// its callers, and callers waiting for a round trip check their deadline
+// every few milliseconds. A timer per decision costs three allocations and
+// a timer-heap insertion. Leases and fixed windows (sharedCall) keep a
+// timer: fixed windows do not go through the engine.
+// TestHungRedisAnswersByDeadline shows callers answered by their deadline.
 func (f *Failover) bounded(ctx context.Context, start time.Time) context.Context {
 	return &deadlineCtx{Context: ctx, at: start.Add(f.opts.Timeout)}
 }
