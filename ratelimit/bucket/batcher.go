@@ -132,28 +132,19 @@ func (b *batcher) run(ctx context.Context, c *call) error {
 		b.inflight.Add(-1)
 		return c.err
 	}
-	for queued := false; ; {
-		if queued {
-			select {
-			case <-c.done:
-				return c.err
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-b.quit:
-				return ErrClosed
-			case <-*b.tick.Load():
-			}
-		} else {
-			select {
-			case b.in <- c:
-				queued = true
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-b.quit:
-				return ErrClosed
-			case <-*b.tick.Load():
-			}
+	in := b.in // nil once c is queued: a send on nil never proceeds
+	for {
+		select {
+		case in <- c:
+			in = nil
+			continue
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.quit:
+			return ErrClosed
+		case <-*b.tick.Load():
 		}
 		if err := ctx.Err(); err != nil {
 			return err // a deadline without a timer
