@@ -58,12 +58,16 @@ type batcher struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
-	// tick is closed and replaced every tickEvery: callers waiting for a
-	// reply check their deadline then, so a context with a deadline but no
-	// timer (rls.Failover's) is still answered by it, give or take a tick,
-	// when Redis or the client hangs where no deadline reaches (a new
-	// connection's handshake, a pool wait).
-	tick atomic.Pointer[chan struct{}]
+	// tick is closed and replaced every tickEvery while callers wait
+	// (waiting > 0; the first of them wakes the ticker): they check their
+	// deadline then, so a context with a deadline but no timer
+	// (rls.Failover's) is still answered by it, give or take a tick, when
+	// Redis or the client hangs where no deadline reaches (a new
+	// connection's handshake, a pool wait). An idle engine does not tick.
+	tick    atomic.Pointer[chan struct{}]
+	waiting atomic.Int32
+	wake    chan struct{} // buffered 1
+	ticks   atomic.Int64  // for tests
 }
 
 // tickEvery is how late past its deadline a waiting caller may return.
@@ -80,6 +84,7 @@ func newBatcher(c redis.UniversalClient, workers, maxBatch int, window time.Dura
 		ctx:      ctx,
 		cancel:   cancel,
 		quit:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
 	}
 	b.merge.Store(standalone)
 	first := make(chan struct{})
@@ -97,12 +102,23 @@ func (b *batcher) ticker() {
 	t := time.NewTicker(tickEvery)
 	defer t.Stop()
 	for {
+		if b.waiting.Load() == 0 {
+			t.Stop()
+			select {
+			case <-b.quit:
+				return
+			case <-b.wake:
+			}
+			t.Reset(tickEvery)
+			continue
+		}
 		select {
 		case <-b.quit:
 			return
 		case <-t.C:
 			next := make(chan struct{})
 			close(*b.tick.Swap(&next))
+			b.ticks.Add(1)
 		}
 	}
 }
@@ -132,6 +148,13 @@ func (b *batcher) run(ctx context.Context, c *call) error {
 		b.inflight.Add(-1)
 		return c.err
 	}
+	if b.waiting.Add(1) == 1 {
+		select {
+		case b.wake <- struct{}{}:
+		default: // the ticker is awake or already woken
+		}
+	}
+	defer b.waiting.Add(-1)
 	in := b.in // nil once c is queued: a send on nil never proceeds
 	for {
 		select {

@@ -1,0 +1,103 @@
+package bucket
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// deadlineOnly has a deadline but no timer, like rls.Failover's contexts:
+// only Err tells that it passed.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
+func (d deadlineOnly) Done() <-chan struct{}       { return nil }
+func (d deadlineOnly) Err() error {
+	if time.Now().After(d.at) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// hungRedis accepts connections and never replies.
+func hungRedis(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+		}
+	}()
+	return lis.Addr().String()
+}
+
+// The deadline tick runs while callers wait for a reply and stops when
+// none do, so an idle engine does not wake every tickEvery.
+func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
+	// go-redis bounds a new connection's handshake by ReadTimeout alone,
+	// not by the context's deadline (guardian sets ReadTimeout to the RLS
+	// Redis timeout): a call sent straight on an idle engine takes up to
+	// readTimeout here, a queued caller only the tick answers in time.
+	const timeout, readTimeout = 150 * time.Millisecond, 400 * time.Millisecond
+	client := redis.NewClient(&redis.Options{Addr: hungRedis(t), MaxRetries: -1,
+		ReadTimeout: readTimeout, WriteTimeout: readTimeout, DialTimeout: time.Second})
+	defer client.Close()
+	e := newTestRedis(t, client, RedisOptions{})
+	req := []Request{{Key: "{t}a", Limit: Rate(10, time.Second), N: 1}}
+
+	time.Sleep(4 * tickEvery)
+	if n := e.b.ticks.Load(); n != 0 {
+		t.Fatalf("a new, idle engine ticked %d times", n)
+	}
+
+	// The first caller sends its own call (nothing in flight); the second
+	// queues for a worker and waits on the tick.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	took := make([]time.Duration, 2)
+	for i := range errs {
+		if i == 1 {
+			time.Sleep(timeout / 3)
+		}
+		wg.Go(func() {
+			start := time.Now()
+			_, errs[i] = e.Take(deadlineOnly{context.Background(), start.Add(timeout)}, req)
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("caller %d: a hung Redis answered", i)
+		}
+		if limit := []time.Duration{readTimeout, timeout}[i]; took[i] > limit+timeout/2 {
+			t.Errorf("caller %d answered after %v (bound %v)", i, took[i], limit)
+		}
+	}
+	if n := e.b.ticks.Load(); n == 0 {
+		t.Fatal("no tick while a caller waited")
+	}
+
+	time.Sleep(2 * tickEvery) // a tick due as the last caller left
+	before := e.b.ticks.Load()
+	time.Sleep(6 * tickEvery)
+	if n := e.b.ticks.Load() - before; n != 0 {
+		t.Errorf("the engine ticked %d times with no caller waiting", n)
+	}
+}
