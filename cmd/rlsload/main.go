@@ -42,6 +42,7 @@ func main() {
 
 type options struct {
 	addr, domain, label, noop string
+	cpu                       string
 	concurrency, conns        int
 	tenants, hits             int
 	duration, warmup          time.Duration
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.hits, "hits", 1, "hits_addend per descriptor")
 	fs.IntVar(&o.axes, "axes", 1, "descriptors per call: 1 = requests; 2 = requests and input_tokens")
 	fs.Float64Var(&o.rate, "rate", 0, "offered calls/s, open loop (0: as fast as -concurrency allows); a call due while every worker is busy counts from when it was due")
+	fs.StringVar(&o.cpu, "cpu", "", "also print the CPU time per decision of this process and of these (name=pid,name=pid; Linux)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured run first")
 	if err := fs.Parse(args); err != nil {
@@ -116,6 +118,13 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 		defer conn.Close()
 		clients = append(clients, rlspb.NewRateLimitServiceClient(conn))
 	}
+	procs, err := parseCPUProcs(o.cpu)
+	if err != nil {
+		return err
+	}
+	if _, err := cpuTimes(procs); err != nil {
+		return err
+	}
 	reqs := requests(o)
 	var (
 		measuring atomic.Bool
@@ -129,6 +138,20 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	)
 	start := time.Now()
 	measureAt, end := start.Add(o.warmup), start.Add(o.warmup+o.duration)
+	cpuDone := make(chan [2][]time.Duration, 1)
+	if o.cpu != "" {
+		go func() {
+			var s [2][]time.Duration
+			for i, at := range []time.Time{measureAt, end} {
+				time.Sleep(time.Until(at))
+				var err error
+				if s[i], err = cpuTimes(procs); err != nil {
+					fmt.Fprintln(os.Stderr, "rlsload:", err) // the process ended: no CPU line
+				}
+			}
+			cpuDone <- s
+		}()
+	}
 	for g := range o.concurrency {
 		wg.Go(func() {
 			c := clients[g%len(clients)]
@@ -186,6 +209,12 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%-28s %10.0f decisions/s  p50 %8s  p99 %8s  p999 %8s  over %d  errors %d\n",
 		label, float64(len(lat))/elapsed.Seconds(), round(pct(.5)), round(pct(.99)), round(pct(.999)), over.Load(), errs.Load())
+	if o.cpu != "" {
+		s := <-cpuDone
+		if line := cpuLine(procs, s[0], s[1], len(lat)+int(errs.Load())); line != "" {
+			fmt.Fprintf(out, "%-28s %s\n", "", line)
+		}
+	}
 	return nil
 }
 

@@ -30,23 +30,26 @@ trap cleanup EXIT
 
 $GO build -o "$tmp/guardian" ./cmd/guardian
 $GO build -o "$tmp/rlsload" ./cmd/rlsload
-load() { "$tmp/rlsload" -addr "$1" -label "$2" -duration "$DURATION" -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" "${@:3}" | tee -a "$tmp/results"; }
+# load ADDR LABEL [rlsload flags]; CPU names the processes whose CPU time
+# per decision is printed with the load generator's (name=pid,...).
+load() { "$tmp/rlsload" -addr "$1" -label "$2" -duration "$DURATION" -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" -cpu "$CPU" "${@:3}" | tee -a "$tmp/results"; }
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 mallocs() { curl -sf "http://127.0.0.1:18083/metrics" | awk '/^go_memstats_mallocs_total / {printf "%.0f", $2}'; }
 
-redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" & pids+=($!)
+redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" & redis_pid=$!; pids+=($redis_pid)
 wait_port 16379
 
 noop() { # noop LABEL [rlsload flags]
   "$tmp/rlsload" -noop 127.0.0.1:18089 & p=$!; pids+=($p); wait_port 18089
-  load 127.0.0.1:18089 "$1" "${@:2}"; stop $p
+  CPU=server=$p load 127.0.0.1:18089 "$1" "${@:2}"; stop $p
 }
 guardian() { # guardian memory|redis LABEL [rlsload flags]: then 2 s more to count its allocations
   local url=""; [ "$1" = redis ] && url=redis://127.0.0.1:16379
   BENCH_RLS_ADDR=127.0.0.1:18082 BENCH_ADMIN_ADDR=127.0.0.1:18083 BENCH_REDIS_URL=$url \
     "$tmp/guardian" serve --config deploy/local/bench/guardian-bench.yaml 2>"$tmp/guardian.log" & p=$!; pids+=($p); wait_port 18082
-  load 127.0.0.1:18082 "$2" "${@:3}"
+  local cpu=server=$p; [ "$1" = redis ] && cpu+=,redis=$redis_pid
+  CPU=$cpu load 127.0.0.1:18082 "$2" "${@:3}"
   if [ $# -eq 2 ] && command -v curl >/dev/null; then
     local a b; a=$(mallocs)
     "$tmp/rlsload" -addr 127.0.0.1:18082 -duration 2s -warmup 0s -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" >"$tmp/alloc-run"
@@ -62,7 +65,7 @@ ref() { # ref default|pipelined LABEL [rlsload flags]: envoyproxy/ratelimit on t
     RUNTIME_ROOT="$PWD/deploy/local/bench" RUNTIME_SUBDIRECTORY=reference RUNTIME_WATCH_ROOT=false \
     HOST=127.0.0.1 PORT=18090 GRPC_HOST=127.0.0.1 GRPC_PORT=18091 DEBUG_HOST=127.0.0.1 DEBUG_PORT=18092 LOG_LEVEL=warn \
     "$REF_BIN" >"$tmp/ref.log" 2>&1 & p=$!; pids+=($p); wait_port 18091
-  load 127.0.0.1:18091 "$2" "${@:3}"; stop $p
+  CPU=server=$p,redis=$redis_pid load 127.0.0.1:18091 "$2" "${@:3}"; stop $p
 }
 have_ref=false
 if [ -x "$REF_BIN" ]; then have_ref=true; else
@@ -85,11 +88,12 @@ done
 # latencies), ratios from the medians.
 summary() {
   awk -v allocs="$tmp/allocs" '
-    { for (i = 1; i <= NF; i++) if ($(i) == "decisions/s") { split($0, parts, "  +"); name = parts[1]; n[name]++; rate[name, n[name]] = $(i-1); line[name, n[name]] = $0; if (!(name in seen)) { seen[name] = 1; order[++names] = name } } }
+    /cpu µs\/decision:/ { c = $0; sub(/.*cpu µs\/decision: */, "", c); gsub(/  +/, " ", c); cpu[last, n[last]] = c; next }
+    { for (i = 1; i <= NF; i++) if ($(i) == "decisions/s") { split($0, parts, "  +"); name = parts[1]; last = name; n[name]++; rate[name, n[name]] = $(i-1); line[name, n[name]] = $0; if (!(name in seen)) { seen[name] = 1; order[++names] = name } } }
     END {
       while ((getline l < allocs) > 0) { k = l; sub(/ allocs [0-9.]+$/, "", k); a = l; sub(/.* allocs /, "", a); al[k] = al[k] (al[k] == "" ? "" : ", ") a }
-      print "\n| service | decisions/s (median of " n[order[1]] ") | all rounds | p50 | p99 | p999 | server allocs/decision |"
-      print "|---|---|---|---|---|---|---|"
+      print "\n| service | decisions/s (median of " n[order[1]] ") | all rounds | p50 | p99 | p999 | server allocs/decision | CPU µs/decision |"
+      print "|---|---|---|---|---|---|---|---|"
       for (o = 1; o <= names; o++) {
         s = order[o]; m = n[s]
         for (i = 1; i <= m; i++) idx[i] = i
@@ -98,7 +102,7 @@ summary() {
         for (i = 1; i <= m; i++) all = all (i > 1 ? " / " : "") rate[s, i]
         split(line[s, mid], f, " +"); p50 = p99 = p999 = ""
         for (i = 1; i in f; i++) { if (f[i] == "p50") p50 = f[i+1]; if (f[i] == "p99") p99 = f[i+1]; if (f[i] == "p999") p999 = f[i+1] }
-        printf "| %s | %d | %s | %s | %s | %s | %s |\n", s, med[s], all, p50, p99, p999, (s in al ? al[s] : "")
+        printf "| %s | %d | %s | %s | %s | %s | %s | %s |\n", s, med[s], all, p50, p99, p999, (s in al ? al[s] : ""), cpu[s, mid]
       }
       noop = med["no-op RLS v3 (ceiling)"]; ref = 0
       for (s in med) if (s ~ /^envoyproxy/ && med[s] > ref) ref = med[s]
@@ -122,4 +126,4 @@ echo "-- half load: $half decisions/s offered (half guardian redis's median), op
     ref pipelined "half: envoyproxy/ratelimit stats off, pipelined" -rate "$half"
   fi
 } >/dev/null
-grep '^half' "$tmp/results"
+awk '/^half/ { print; getline; if ($0 ~ /cpu/) print }' "$tmp/results"
