@@ -210,9 +210,12 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "%-28s %10.0f decisions/s  p50 %8s  p99 %8s  p999 %8s  over %d  errors %d\n",
 		label, float64(len(lat))/elapsed.Seconds(), round(pct(.5)), round(pct(.99)), round(pct(.999)), over.Load(), errs.Load())
 	if o.cpu != "" {
-		s := <-cpuDone
-		if line := cpuLine(procs, s[0], s[1], len(lat)+int(errs.Load())); line != "" {
-			fmt.Fprintf(out, "%-28s %s\n", "", line)
+		select {
+		case s := <-cpuDone:
+			if line := cpuLine(procs, s[0], s[1], len(lat)+int(errs.Load())); line != "" {
+				fmt.Fprintf(out, "%-28s %s\n", "", line)
+			}
+		case <-ctx.Done(): // interrupted before the end: no CPU line
 		}
 	}
 	return nil
