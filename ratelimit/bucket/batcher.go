@@ -410,11 +410,12 @@ func (b *batcher) execOne(c *call) {
 	}
 }
 
-// batchContext bounds a pipeline by the earliest deadline among its
-// callers, so that a slow or dead Redis answers each of them (with an
-// error) by its own deadline, also callers that queued behind a pipeline in
-// flight and bring no timer of their own. Callers without a deadline do not
-// bound it; with none at all, only close does.
+// batchContext bounds a pipeline's waits in the client (a pool slot, a
+// dial) by the earliest deadline among its callers; callers without a
+// deadline do not bound it, and with none at all only close does. Its
+// socket I/O go-redis bounds by the client's Read/WriteTimeout alone
+// (ContextTimeoutEnabled off; see TestIdleCallBoundedByDeadline). Either
+// way each waiting caller is answered by its own deadline through the tick.
 func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFunc) {
 	var earliest time.Time
 	for _, c := range batch {

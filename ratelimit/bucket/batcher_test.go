@@ -101,3 +101,41 @@ func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
 		t.Errorf("the engine ticked %d times with no caller waiting", n)
 	}
 }
+
+// go-redis bounds socket I/O, a new connection's handshake included, by
+// the context's deadline only with ContextTimeoutEnabled; otherwise by its
+// ReadTimeout alone. Guardian leaves it off: a merged pipeline cut at its
+// earliest caller's deadline would fail the callers who could still be
+// answered, while the tick answers each waiting caller by its own deadline
+// anyway. A call sent straight on an idle engine therefore waits up to
+// ReadTimeout (the RLS sets it to redis_timeout), and the README says so.
+func TestIdleCallBoundedByDeadline(t *testing.T) {
+	const timeout, readTimeout = 100 * time.Millisecond, time.Second
+	tests := []struct {
+		name           string
+		contextTimeout bool
+		atLeast, below time.Duration
+	}{
+		{"context deadlines", true, timeout, timeout + timeout/2},
+		{"read timeout alone", false, readTimeout, readTimeout + timeout/2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := redis.NewClient(&redis.Options{Addr: hungRedis(t), MaxRetries: -1,
+				ReadTimeout: readTimeout, WriteTimeout: readTimeout, DialTimeout: time.Second,
+				ContextTimeoutEnabled: tt.contextTimeout})
+			defer client.Close()
+			e := newTestRedis(t, client, RedisOptions{})
+			start := time.Now()
+			_, err := e.Take(deadlineOnly{context.Background(), start.Add(timeout)},
+				[]Request{{Key: "{t}a", Limit: Rate(10, time.Second), N: 1}})
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("a hung Redis answered")
+			}
+			if took < tt.atLeast || took >= tt.below {
+				t.Fatalf("answered after %v, want [%v, %v)", took, tt.atLeast, tt.below)
+			}
+		})
+	}
+}
