@@ -94,7 +94,7 @@ func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
 		t.Fatal("no tick while a caller waited")
 	}
 
-	time.Sleep(2 * tickEvery) // a tick due as the last caller left
+	time.Sleep(20 * tickEvery) // a tick due as the last caller left
 	before := e.b.ticks.Load()
 	time.Sleep(6 * tickEvery)
 	if n := e.b.ticks.Load() - before; n != 0 {
@@ -116,8 +116,10 @@ func TestIdleCallBoundedByDeadline(t *testing.T) {
 		contextTimeout bool
 		atLeast, below time.Duration
 	}{
-		{"context deadlines", true, timeout, timeout + timeout/2},
-		{"read timeout alone", false, readTimeout, readTimeout + timeout/2},
+		// The slack is wide for loaded CI machines and still far from the
+		// other case's bound.
+		{"context deadlines", true, timeout, readTimeout / 2},
+		{"read timeout alone", false, readTimeout, readTimeout * 3 / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
