@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -135,7 +137,6 @@ func TestServeAnswersHealthAndDrains(t *testing.T) {
 	}
 }
 
-// TestBinaryExitsZeroOnSIGTERM builds bin/guardian and runs it as users do.
 // servingBinary is a running bin/guardian with the addresses it logged.
 type servingBinary struct {
 	cmd                       *exec.Cmd
@@ -143,16 +144,40 @@ type servingBinary struct {
 	extproc, admin, ratelimit string
 }
 
-// startBinary builds cmd/guardian and runs serve with cfg (YAML) until the
-// test ends; it returns once the process logs that it is serving.
-func startBinary(t *testing.T, cfg string) *servingBinary {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "guardian")
+// binDir holds the guardian binary that the tests of this package build
+// once (buildGuardian) and TestMain removes.
+var binDir string
+
+var buildGuardian = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "guardian")
 	build := exec.Command("go", "build", "-o", bin, "github.com/claude-guardian/claude-guardian/cmd/guardian")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "guardian-cli-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// startBinary runs cmd/guardian (built once per test binary) with serve and
+// cfg (YAML) until the test ends; it returns once the process logs that it
+// is serving.
+func startBinary(t *testing.T, cfg string) *servingBinary {
+	t.Helper()
+	bin, err := buildGuardian()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "guardian.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -183,6 +208,7 @@ func startBinary(t *testing.T, cfg string) *servingBinary {
 	return s
 }
 
+// TestBinaryExitsZeroOnSIGTERM builds bin/guardian and runs it as users do.
 func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
