@@ -2,13 +2,13 @@ package bucket
 
 import (
 	"context"
-	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-guardian/claude-guardian/internal/redistest"
 )
 
 // deadlineOnly has a deadline but no timer, like rls.Failover's contexts:
@@ -27,26 +27,6 @@ func (d deadlineOnly) Err() error {
 	return nil
 }
 
-// hungRedis accepts connections and never replies.
-func hungRedis(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
-		}
-	}()
-	return lis.Addr().String()
-}
-
 // The deadline tick runs while callers wait for a reply and stops when
 // none do, so an idle engine does not wake every tickEvery.
 func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
@@ -55,7 +35,7 @@ func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
 	// Redis timeout): a call sent straight on an idle engine takes up to
 	// readTimeout here, a queued caller only the tick answers in time.
 	const timeout, readTimeout = 150 * time.Millisecond, 400 * time.Millisecond
-	client := redis.NewClient(&redis.Options{Addr: hungRedis(t), MaxRetries: -1,
+	client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1,
 		ReadTimeout: readTimeout, WriteTimeout: readTimeout, DialTimeout: time.Second})
 	defer client.Close()
 	e := newTestRedis(t, client, RedisOptions{})
@@ -123,7 +103,7 @@ func TestIdleCallBoundedByDeadline(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client := redis.NewClient(&redis.Options{Addr: hungRedis(t), MaxRetries: -1,
+			client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1,
 				ReadTimeout: readTimeout, WriteTimeout: readTimeout, DialTimeout: time.Second,
 				ContextTimeoutEnabled: tt.contextTimeout})
 			defer client.Close()

@@ -2,8 +2,6 @@ package rls
 
 import (
 	"context"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -122,22 +120,8 @@ func (*netErr) Temporary() bool { return false }
 // queued behind a round trip in flight; each is answered from the fallback
 // by its own deadline (the timeout after it began), not by a later caller's.
 func TestHungRedisAnswersByDeadline(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c) }() // reads, never replies
-		}
-	}()
 	const timeout = 200 * time.Millisecond
-	client := redis.NewClient(&redis.Options{Addr: lis.Addr().String(), MaxRetries: -1,
+	client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1,
 		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout, DialTimeout: timeout})
 	defer client.Close()
 	shared, closeFn, err := NewRedisStore(client, bucket.RedisOptions{Prefix: "hung:"})
