@@ -127,14 +127,13 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 	}
 	reqs := requests(o)
 	var (
-		measuring atomic.Bool
-		next      atomic.Int64
-		slot      atomic.Int64
-		errs      atomic.Int64
-		over      atomic.Int64
-		mu        sync.Mutex
-		lat       []time.Duration
-		wg        sync.WaitGroup
+		next atomic.Int64
+		slot atomic.Int64
+		errs atomic.Int64
+		over atomic.Int64
+		mu   sync.Mutex
+		lat  []time.Duration
+		wg   sync.WaitGroup
 	)
 	start := time.Now()
 	measureAt, end := start.Add(o.warmup), start.Add(o.warmup+o.duration)
@@ -177,7 +176,6 @@ func drive(ctx context.Context, o options, out io.Writer) error {
 				resp, err := c.ShouldRateLimit(ctx, reqs[next.Add(1)%int64(len(reqs))])
 				d := time.Since(t0)
 				if !t0.Before(measureAt) {
-					measuring.Store(true)
 					if err != nil {
 						errs.Add(1)
 						continue

@@ -52,9 +52,10 @@ guardian() { # guardian memory|redis LABEL [rlsload flags]: then 2 s more to cou
   CPU=$cpu load 127.0.0.1:18082 "$2" "${@:3}"
   if [ $# -eq 2 ] && command -v curl >/dev/null; then
     local a b; a=$(mallocs)
-    "$tmp/rlsload" -addr 127.0.0.1:18082 -duration 2s -warmup 0s -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" >"$tmp/alloc-run"
+    local secs=2
+    "$tmp/rlsload" -addr 127.0.0.1:18082 -duration "${secs}s" -warmup 0s -concurrency "$CONCURRENCY" -tenants "$TENANTS" -hits "$HITS" >"$tmp/alloc-run"
     b=$(mallocs)
-    awk -v a="$a" -v b="$b" -v l="$2" '{for(i=1;i<=NF;i++) if($(i)=="decisions/s") printf "%s allocs %.1f\n", l, (b-a)/($(i-1)*2)}' "$tmp/alloc-run" >>"$tmp/allocs"
+    awk -v a="$a" -v b="$b" -v l="$2" -v secs="$secs" '{for(i=1;i<=NF;i++) if($(i)=="decisions/s") printf "%s allocs %.1f\n", l, (b-a)/($(i-1)*secs)}' "$tmp/alloc-run" >>"$tmp/allocs"
   fi
   stop $p
 }
@@ -113,17 +114,15 @@ summary() {
       }
     }' "$1"
 }
-summary "$tmp/results"
+table=$(summary "$tmp/results")
+echo "$table"
 
-half=$(summary "$tmp/results" | awk -F'|' '$2 ~ /^ guardian redis $/ {print int($3 / 2)}')
+half=$(echo "$table" | awk -F'|' '$2 ~ /^ guardian redis $/ {print int($3 / 2)}')
 echo
 echo "-- half load: $half decisions/s offered (half guardian redis's median), open loop"
-{
-  noop "half: no-op RLS v3 (floor)" -rate "$half"
-  guardian redis "half: guardian redis" -rate "$half"
-  if $have_ref; then
-    ref default "half: envoyproxy/ratelimit default" -rate "$half"
-    ref pipelined "half: envoyproxy/ratelimit stats off, pipelined" -rate "$half"
-  fi
-} >/dev/null
-awk '/^half/ { print; getline; if ($0 ~ /cpu/) print }' "$tmp/results"
+noop "half: no-op RLS v3 (floor)" -rate "$half"
+guardian redis "half: guardian redis" -rate "$half"
+if $have_ref; then
+  ref default "half: envoyproxy/ratelimit default" -rate "$half"
+  ref pipelined "half: envoyproxy/ratelimit stats off, pipelined" -rate "$half"
+fi
