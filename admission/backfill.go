@@ -1,10 +1,8 @@
 package admission
 
 import (
-	"context"
 	"time"
 
-	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/keypool"
 )
 
@@ -32,8 +30,7 @@ func (q *Queue) backfill(head *waiter, headWait time.Duration) (admittedHead, re
 			refunded = true
 			need := o.t.Need
 			need.Exclude = refusedOn
-			r, headNow, refusedOn = q.place(need, head, headWait)
-			refunded = refunded || refusedOn != nil
+			r, headNow, _ = q.place(need, head, headWait)
 		}
 		if r == nil {
 			continue
@@ -91,9 +88,7 @@ func (q *Queue) behind(head *waiter) []*waiter {
 }
 
 func (q *Queue) reserve(need keypool.Need) *keypool.Reservation {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, _, err := q.pool.Reserve(ctx, need)
+	r, _, err := q.try(need)
 	if err != nil {
 		return nil
 	}
@@ -102,11 +97,5 @@ func (q *Queue) reserve(need keypool.Need) *keypool.Reservation {
 
 // tryHead asks the pool for the head again: admitted, or how long it waits.
 func (q *Queue) tryHead(head *waiter) (*keypool.Reservation, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return q.pool.Reserve(ctx, head.t.Need)
-}
-
-func (q *Queue) refund(r *keypool.Reservation) {
-	_ = q.pool.Settle(context.Background(), r, anthropic.Usage{}, false)
+	return q.try(head.t.Need)
 }

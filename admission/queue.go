@@ -307,9 +307,7 @@ func (q *Queue) dispatch() {
 		q.mu.Unlock()
 		changed := q.pool.Changed()
 
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, wait, err := q.pool.Reserve(ctx, w.t.Need)
-		cancel()
+		r, wait, err := q.try(w.t.Need)
 		if err != nil || r != nil {
 			q.deliver(w, admitted{r: r, err: err})
 			continue
@@ -358,8 +356,20 @@ func (q *Queue) hand(w *waiter, a admitted, turn bool) {
 	}
 	q.mu.Unlock()
 	if gone && a.r != nil {
-		_ = q.pool.Settle(context.Background(), a.r, anthropic.Usage{}, false)
+		q.refund(a.r)
 	}
+}
+
+// try asks the pool for need once, on the dispatcher's own bound.
+func (q *Queue) try(need keypool.Need) (*keypool.Reservation, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return q.pool.Reserve(ctx, need)
+}
+
+// refund returns an unused reservation.
+func (q *Queue) refund(r *keypool.Reservation) {
+	_ = q.pool.Settle(context.Background(), r, anthropic.Usage{}, false)
 }
 
 // Depth is the number of waiting requests.
