@@ -50,15 +50,12 @@ func newAccount(ca config.Account) *Account {
 var axisNames = [numAxes]string{"rpm", "itpm", "otpm"}
 
 // requests builds the engine call for amounts on the class's buckets.
-func (a *Account) requests(c Class, rpm, in, out int64, outAtStart bool) []bucket.Request {
+func (a *Account) requests(c Class, rpm, in, out int64) []bucket.Request {
 	b := a.buckets[c]
 	amounts := [numAxes]int64{rpm, in, out}
 	reqs := make([]bucket.Request, len(b.axes))
 	for i, ax := range b.axes {
 		reqs[i] = bucket.Request{Key: b.keys[i], Limit: b.limits[i], N: amounts[ax]}
-		if ax == axOTPM && !outAtStart && out > 1 {
-			reqs[i].Debt = out - 1 // one output token left lets it start
-		}
 	}
 	return reqs
 }
@@ -78,16 +75,16 @@ func (a *Account) outputBucket(c Class) (i int, l bucket.Limit, full int64, ok b
 }
 
 // outputBefore returns what the class's output bucket held before a Take
-// of reqs that d allowed, from the time until it is full again (Remaining
-// stops at 0 and would hide a debt), rounded up; -1 without an output
-// limit.
-func (a *Account) outputBefore(c Class, reqs []bucket.Request, d bucket.Decision) int64 {
+// of out output tokens that d allowed, from the time until it is full
+// again (Remaining stops at 0 and would hide a debt), rounded up; -1
+// without an output limit.
+func (a *Account) outputBefore(c Class, out int64, d bucket.Decision) int64 {
 	i, l, full, ok := a.outputBucket(c)
-	if !ok || i >= len(d.Buckets) || i >= len(reqs) {
+	if !ok || i >= len(d.Buckets) {
 		return -1
 	}
 	used := int64(math.Floor(d.Buckets[i].ResetAfter.Seconds() * float64(l.Capacity) / l.Per.Seconds()))
-	return full - used + reqs[i].N
+	return full - used + out
 }
 
 // capCharge is the extra output tokens that keep our output bucket at or

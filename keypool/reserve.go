@@ -119,7 +119,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			}
 			acctLease = []Lease{l}
 		}
-		d, reqs, notAlone, err := p.take(ctx, a, class, need)
+		d, notAlone, err := p.take(ctx, a, class, need)
 		if err != nil || !d.Allowed {
 			p.releaseLeases(context.WithoutCancel(ctx), acctLease)
 		}
@@ -135,7 +135,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			}
 			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
 				Leases: append(append([]Lease(nil), held...), acctLease...),
-				at:     p.now(), outBefore: a.outputBefore(class, reqs, d)}
+				at:     p.now(), outBefore: a.outputBefore(class, need.Output, d)}
 			if len(r.Leases) > 0 {
 				r.renew = p.startRenewer(r.Leases)
 			}
@@ -175,7 +175,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 // counts off by one on the two accounts until they restart: debt is then
 // off on one of them, and on the other a request may start into debt with
 // one other in flight, with the same possible 429.)
-func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d bucket.Decision, reqs []bucket.Request, notAlone bool, err error) {
+func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d bucket.Decision, notAlone bool, err error) {
 	// Counted in flight first, so that of two requests starting at once
 	// only one can find the account empty.
 	alone := a.inflight.CompareAndSwap(0, 1)
@@ -183,7 +183,10 @@ func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d 
 		a.inflight.Add(1)
 	}
 	debt := alone && !p.outAtStart
-	reqs = a.requests(class, 1, need.Input, need.Output, !debt)
+	reqs := a.requests(class, 1, need.Input, need.Output)
+	if i, _, _, ok := a.outputBucket(class); ok && debt && need.Output > 1 {
+		reqs[i].Debt = need.Output - 1 // one output token left lets it start
+	}
 	d = bucket.Decision{Allowed: true}
 	if len(reqs) > 0 { // no configured limit: only Anthropic's readings gate it
 		d, err = p.engine.Take(ctx, reqs)
@@ -193,7 +196,7 @@ func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d 
 		n = a.inflight.Add(-1)
 	}
 	p.metrics.inflight.WithLabelValues(a.Name).Set(float64(n))
-	return d, reqs, !alone && !p.outAtStart, err
+	return d, !alone && !p.outAtStart, err
 }
 
 // aloneWait is the wait hint for a request that can start only alone on an
@@ -306,7 +309,7 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 	if reached && !r.at.IsZero() { // (a refund of an unanswered request needs none: Anthropic counted nothing)
 		out += r.Account.capCharge(r.Class, r.outBefore, r.Output, p.now().Sub(r.at))
 	}
-	adj := r.Account.requests(r.Class, reqs, in, out, true) // an Adjust has no debt rule
+	adj := r.Account.requests(r.Class, reqs, in, out)
 	if len(adj) == 0 || (reqs == 0 && in == 0 && out == 0) {
 		return nil
 	}
@@ -382,7 +385,7 @@ type classState struct {
 // configured limit). It takes nothing.
 func (p *Pool) Remaining(ctx context.Context, a *Account, c Class) ([3]int64, error) {
 	out := [3]int64{-1, -1, -1}
-	reqs := a.requests(c, 0, 0, 0, true)
+	reqs := a.requests(c, 0, 0, 0)
 	if len(reqs) == 0 {
 		return out, nil
 	}

@@ -202,7 +202,7 @@ func TestReserveAllOrNothingAndWait(t *testing.T) {
 		t.Errorf("wait = %v, want 2s", wait)
 	}
 	a := p.Accounts()[0]
-	d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0, true))
+	d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0))
 	if d.Buckets[axRPM].Remaining != 49 {
 		t.Errorf("rpm remaining %d: a refused request must not consume RPM", d.Buckets[axRPM].Remaining)
 	}
@@ -215,7 +215,7 @@ func TestSettleRefundsAndCharges(t *testing.T) {
 	ctx := context.Background()
 	a := p.Accounts()[0]
 	remaining := func() [numAxes]int64 {
-		d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0, true))
+		d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0))
 		return [numAxes]int64{d.Buckets[0].Remaining, d.Buckets[1].Remaining, d.Buckets[2].Remaining}
 	}
 	tests := []struct {
@@ -369,7 +369,7 @@ func TestReserveTooLargeAndMove(t *testing.T) {
 	if from.InFlight() != 0 || moved.Account.InFlight() != 1 {
 		t.Errorf("in flight: from %d to %d", from.InFlight(), moved.Account.InFlight())
 	}
-	d, _ := p.engine.Peek(ctx, from.requests(Sonnet, 0, 0, 0, true))
+	d, _ := p.engine.Peek(ctx, from.requests(Sonnet, 0, 0, 0))
 	if d.Buckets[axITPM].Remaining != 30000 {
 		t.Errorf("the refused account keeps %d ITPM reserved", 30000-d.Buckets[axITPM].Remaining)
 	}
