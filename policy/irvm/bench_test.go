@@ -48,7 +48,7 @@ func realistic(keyword bool) ast.Value {
 			item("ollama", ast.ObjectTerm(item("configured", boolean(true)), item("healthy", boolean(true)),
 				item("model", str("llama3.1:8b-instruct-q4_K_M")))),
 		)),
-		item("time", ast.ObjectTerm(item("unix_ms", ast.NumberTerm(jsonInt(now.UnixMilli()))),
+		item("time", ast.ObjectTerm(item("unix_ms", ast.InternedTerm(now.UnixMilli())),
 			item("hour_utc", num(now.Hour())), item("weekday", num(int(now.Weekday()))))),
 	)
 }

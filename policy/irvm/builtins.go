@@ -155,7 +155,7 @@ func (e *evaluation) builtinContext() topdown.BuiltinContext {
 			Context:                     e.ctx,
 			Metrics:                     noMetrics,
 			Seed:                        seed,
-			Time:                        ast.NumberTerm(jsonInt(e.p.now().UnixNano())),
+			Time:                        ast.InternedTerm(e.p.now().UnixNano()),
 			Runtime:                     o.Runtime,
 			Cache:                       builtins.Cache{},
 			InterQueryBuiltinCache:      o.InterQueryBuiltinCache,

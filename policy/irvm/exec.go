@@ -179,7 +179,7 @@ func (e *evaluation) exec2(fr []*ast.Term, s *stmt) (int, error) {
 		if !ok {
 			return 0, nil
 		}
-		fr[s.target] = intTerm(int64(n))
+		fr[s.target] = ast.InternedTerm(n)
 	case opIsArray, opIsObject, opIsSet:
 		if !isType(s.op, fr[s.a.local]) {
 			return 0, nil

@@ -2,11 +2,9 @@ package irvm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -228,5 +226,3 @@ func (e *evaluation) run(input *ast.Term) error {
 	}
 	return nil
 }
-
-func jsonInt(n int64) json.Number { return json.Number(strconv.FormatInt(n, 10)) }

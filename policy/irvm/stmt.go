@@ -1,9 +1,7 @@
 package irvm
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -55,7 +53,7 @@ func (l *loader) stmt(x ir.Stmt) (stmt, error) {
 	case *ir.WithStmt:
 		err = l.with(x, &s)
 	case *ir.AssignIntStmt:
-		s.op, s.k = opConst, intTerm(x.Value)
+		s.op, s.k = opConst, ast.InternedTerm(x.Value)
 		s.target, err = l.target(x.Target)
 	case *ir.AssignVarStmt:
 		s.op = opAssignVar
@@ -74,7 +72,7 @@ func (l *loader) stmt(x ir.Stmt) (stmt, error) {
 		s.op, s.k = opConst, ast.InternedNullTerm
 		s.target, err = l.target(x.Target)
 	case *ir.MakeNumberIntStmt:
-		s.op, s.k = opConst, intTerm(x.Value)
+		s.op, s.k = opConst, ast.InternedTerm(x.Value)
 		s.target, err = l.target(x.Target)
 	case *ir.MakeNumberRefStmt:
 		s.op = opConst
@@ -260,12 +258,4 @@ func (l *loader) call(x *ir.CallStmt, s *stmt) error {
 	}
 	s.op, s.bi = opBuiltin, bi
 	return nil
-}
-
-// intTerm returns n as a term, shared for small numbers.
-func intTerm(n int64) *ast.Term {
-	if n >= -1 && n <= 512 {
-		return ast.InternedTerm(int(n))
-	}
-	return ast.NumberTerm(json.Number(strconv.FormatInt(n, 10)))
 }

@@ -22,7 +22,7 @@ func (e *evaluation) scan(fr []*ast.Term, s *stmt) (int, error) {
 	switch v := src.Value.(type) {
 	case *ast.Array:
 		for i := 0; i < v.Len(); i++ {
-			fr[s.target], fr[s.value] = intTerm(int64(i)), v.Elem(i)
+			fr[s.target], fr[s.value] = ast.InternedTerm(i), v.Elem(i)
 			if r, err := e.iteration(fr, s); err != nil || r != ctlDone {
 				return r, err
 			}
