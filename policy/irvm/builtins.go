@@ -3,6 +3,7 @@ package irvm
 import (
 	"crypto/rand"
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
@@ -146,22 +147,12 @@ func (e *evaluation) onOutput(t *ast.Term) error {
 // context, a clock read once, a per-evaluation cache.
 func (e *evaluation) builtinContext() topdown.BuiltinContext {
 	if !e.bctxReady {
-		o := &e.p.opts
-		seed := o.Seed
-		if seed == nil {
-			seed = rand.Reader
-		}
 		e.bctx = topdown.BuiltinContext{
-			Context:                     e.ctx,
-			Metrics:                     noMetrics,
-			Seed:                        seed,
-			Time:                        ast.InternedTerm(e.p.now().UnixNano()),
-			Runtime:                     o.Runtime,
-			Cache:                       builtins.Cache{},
-			InterQueryBuiltinCache:      o.InterQueryBuiltinCache,
-			InterQueryBuiltinValueCache: o.InterQueryBuiltinValueCache,
-			PrintHook:                   o.PrintHook,
-			Capabilities:                o.Capabilities,
+			Context: e.ctx,
+			Metrics: noMetrics,
+			Seed:    rand.Reader,
+			Time:    ast.InternedTerm(time.Now().UnixNano()),
+			Cache:   builtins.Cache{},
 		}
 		e.bctxReady = true
 	}

@@ -128,7 +128,7 @@ func TestUnsupported(t *testing.T) {
 // TestEveryStatementKind: the loader knows every statement type of
 // package ir (a zero value may be malformed, never unsupported).
 func TestEveryStatementKind(t *testing.T) {
-	l, err := newLoader(handPlan(), &Options{})
+	l, err := newLoader(handPlan())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,16 +19,15 @@ type loader struct {
 	funcs    map[string]*function
 	builtins map[string]*builtin
 	numbers  map[string]*ast.Term
-	opts     *Options
 	nlocals  int // of the function being translated
 }
 
-func newLoader(p *ir.Policy, opts *Options) (*loader, error) {
+func newLoader(p *ir.Policy) (*loader, error) {
 	if p == nil || p.Static == nil || p.Plans == nil {
 		return nil, fmt.Errorf("%w: no static section or plans", errMalformed)
 	}
 	l := &loader{policy: p, funcs: map[string]*function{}, builtins: map[string]*builtin{},
-		numbers: map[string]*ast.Term{}, opts: opts}
+		numbers: map[string]*ast.Term{}}
 	l.strings = make([]*ast.Term, len(p.Static.Strings))
 	for i, s := range p.Static.Strings {
 		if s == nil {

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/topdown"
-	"github.com/open-policy-agent/opa/v1/topdown/cache"
-	"github.com/open-policy-agent/opa/v1/topdown/print"
 )
 
 // Errors of New and Eval, for errors.Is.
@@ -35,18 +31,6 @@ type Options struct {
 	// StrictBuiltinErrors makes a built-in's error an evaluation error, as
 	// topdown.Query.WithStrictBuiltinErrors(true) does.
 	StrictBuiltinErrors bool
-	// Now is the clock of time.now_ns and of built-ins that read the
-	// time; nil means time.Now. It is read at most once per evaluation.
-	Now func() time.Time
-	// Seed is the randomness of built-ins such as rand.intn and uuid.rfc4122;
-	// nil means crypto/rand.
-	Seed io.Reader
-	// The remaining fields are passed to built-ins as topdown passes them.
-	PrintHook                   print.Hook
-	Runtime                     *ast.Term
-	Capabilities                *ast.Capabilities
-	InterQueryBuiltinCache      cache.InterQueryCache
-	InterQueryBuiltinValueCache cache.InterQueryValueCache
 }
 
 // Program is a plan ready to evaluate. It is immutable and safe for
@@ -77,7 +61,7 @@ func Compile(ctx context.Context, modules map[string]*ast.Module, entrypoint str
 // New prepares the plan named entrypoint of policy for evaluation. It
 // fails on anything the interpreter does not support.
 func New(policy *ir.Policy, entrypoint string, opts Options) (*Program, error) {
-	l, err := newLoader(policy, &opts)
+	l, err := newLoader(policy)
 	if err != nil {
 		return nil, err
 	}
@@ -146,13 +130,6 @@ func (p *Program) Eval(ctx context.Context, input ast.Value) (value ast.Value, d
 		return e.results[0].Value, true, nil
 	}
 	return nil, false, fmt.Errorf("%w: the entrypoint has %d values", ErrConflict, len(e.results))
-}
-
-func (p *Program) now() time.Time {
-	if p.opts.Now != nil {
-		return p.opts.Now()
-	}
-	return time.Now()
 }
 
 // evaluation is the state of one evaluation, pooled.
