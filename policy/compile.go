@@ -339,24 +339,11 @@ var evalPool = sync.Pool{New: func() any {
 }}
 
 // evalValue evaluates the decision on an input document with the IR plan
-// when the version has one (see chooseEvaluator), else with topdown.
-//
-// evalTopdown evaluates it with topdown directly: the rego package's PreparedEvalQuery.Eval costs some twenty
-// allocations more per decision (options, result sets, a transaction, a
-// cancellation goroutine, OPA's virtual cache). The per-evaluation state
-// is pooled.
-//
-// The fast query asks for decision.backend and reads the decision from the
-// virtual cache, where OPA puts the value of a complete rule when it has
-// evaluated it: binding the whole object to a query variable would make
-// OPA copy it once more. A decision that is not a complete rule (partial
-// object rules) is not in the cache: the full query then evaluates it.
+// when the version has one (see chooseEvaluator), else with topdown. Both
+// check the context once, before.
 func (v *Version) evalValue(ctx context.Context, input ast.Value) (*ast.Term, error) {
 	if v.prog == nil {
 		return v.evalTopdown(ctx, input)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrEval, err)
 	}
 	val, defined, err := v.prog.Eval(ctx, input)
 	switch {
@@ -368,6 +355,16 @@ func (v *Version) evalValue(ctx context.Context, input ast.Value) (*ast.Term, er
 	return ast.NewTerm(val), nil
 }
 
+// evalTopdown evaluates the decision with topdown directly: the rego package's PreparedEvalQuery.Eval costs some twenty
+// allocations more per decision (options, result sets, a transaction, a
+// cancellation goroutine, OPA's virtual cache). The per-evaluation state
+// is pooled.
+//
+// The fast query asks for decision.backend and reads the decision from the
+// virtual cache, where OPA puts the value of a complete rule when it has
+// evaluated it: binding the whole object to a query variable would make
+// OPA copy it once more. A decision that is not a complete rule (partial
+// object rules) is not in the cache: the full query then evaluates it.
 func (v *Version) evalTopdown(ctx context.Context, input ast.Value) (*ast.Term, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrEval, err)
