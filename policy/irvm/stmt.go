@@ -40,10 +40,7 @@ func (l *loader) stmt(x ir.Stmt) (stmt, error) {
 	case *ir.DotStmt:
 		err = l.dot(x, &s)
 	case *ir.LenStmt:
-		s.op = opLen
-		if s.a, err = l.operand(x.Source); err == nil {
-			s.target, err = l.target(x.Target)
-		}
+		err = l.unary(opLen, x.Source, x.Target, &s)
 	case *ir.ScanStmt:
 		s.op = opScan
 		err = l.scan(x, &s)
@@ -56,15 +53,9 @@ func (l *loader) stmt(x ir.Stmt) (stmt, error) {
 		s.op, s.k = opConst, ast.InternedTerm(x.Value)
 		s.target, err = l.target(x.Target)
 	case *ir.AssignVarStmt:
-		s.op = opAssignVar
-		if s.a, err = l.operand(x.Source); err == nil {
-			s.target, err = l.target(x.Target)
-		}
+		err = l.unary(opAssignVar, x.Source, x.Target, &s)
 	case *ir.AssignVarOnceStmt:
-		s.op = opAssignVarOnce
-		if s.a, err = l.operand(x.Source); err == nil {
-			s.target, err = l.target(x.Target)
-		}
+		err = l.unary(opAssignVarOnce, x.Source, x.Target, &s)
 	case *ir.ResetLocalStmt:
 		s.op = opResetLocal
 		s.target, err = l.target(x.Target)
@@ -108,26 +99,17 @@ func (l *loader) stmt(x ir.Stmt) (stmt, error) {
 		s.op = opIsUndefined
 		s.a, err = l.operand(ir.Operand{Value: x.Source})
 	case *ir.ArrayAppendStmt:
-		s.op = opArrayAppend
-		if s.a, err = l.operand(x.Value); err == nil {
-			s.target, err = l.target(x.Array)
-		}
+		err = l.unary(opArrayAppend, x.Value, x.Array, &s)
 	case *ir.ObjectInsertStmt:
 		err = l.insert(opObjectInsert, x.Key, x.Value, x.Object, &s)
 	case *ir.ObjectInsertOnceStmt:
 		err = l.insert(opObjectInsertOnce, x.Key, x.Value, x.Object, &s)
 	case *ir.ObjectMergeStmt:
-		s.op = opObjectMerge
-		if s.a, err = l.operand(ir.Operand{Value: x.A}); err == nil {
-			if s.b, err = l.operand(ir.Operand{Value: x.B}); err == nil {
-				s.target, err = l.target(x.Target)
-			}
+		if err = l.binary(opObjectMerge, ir.Operand{Value: x.A}, ir.Operand{Value: x.B}, &s); err == nil {
+			s.target, err = l.target(x.Target)
 		}
 	case *ir.SetAddStmt:
-		s.op = opSetAdd
-		if s.a, err = l.operand(x.Value); err == nil {
-			s.target, err = l.target(x.Set)
-		}
+		err = l.unary(opSetAdd, x.Value, x.Set, &s)
 	case *ir.ResultSetAddStmt:
 		s.op = opResultSetAdd
 		s.a, err = l.operand(ir.Operand{Value: x.Value})
@@ -193,6 +175,17 @@ func (l *loader) with(x *ir.WithStmt, s *stmt) error {
 		s.keys = append(s.keys, l.strings[i])
 	}
 	s.body, err = l.block(x.Block)
+	return err
+}
+
+// unary translates a statement of one operand and a target local.
+func (l *loader) unary(op opcode, src ir.Operand, target ir.Local, s *stmt) error {
+	var err error
+	s.op = op
+	if s.a, err = l.operand(src); err != nil {
+		return err
+	}
+	s.target, err = l.target(target)
 	return err
 }
 
