@@ -127,11 +127,13 @@ func TestFrontAbandonedStream(t *testing.T) {
 	s.roundTrip(respHeaders(false, ":status", "200", "content-type", "text/event-stream", HeaderAccount, "org-a"))
 	s.roundTrip(respBody(sseResponse[:strings.Index(sseResponse, "event: content_block_delta")], false))
 	s.cancel() // Envoy resets the stream
-	eventually(t, "the abandoned request to be settled", func() bool {
-		return testutil.ToFloat64(h.metrics.requests.WithLabelValues("shop", "messages", OutcomeAbandoned)) == 1
+	// The stream's end is counted last, after the request is settled and its
+	// tokens counted: once it is seen, the other counters are final.
+	eventually(t, "the cancelled stream to be counted", func() bool {
+		return testutil.ToFloat64(h.metrics.streams.WithLabelValues("front", string(EndCancelled))) == 1
 	})
-	if got := testutil.ToFloat64(h.metrics.streams.WithLabelValues("front", string(EndCancelled))); got != 1 {
-		t.Errorf("cancelled streams = %v", got)
+	if got := testutil.ToFloat64(h.metrics.requests.WithLabelValues("shop", "messages", OutcomeAbandoned)); got != 1 {
+		t.Errorf("abandoned requests = %v, want 1", got)
 	}
 	if got := tokens(h, "shop", "claude-sonnet-4-6", "org-a", "input"); got != 31 {
 		t.Errorf("input tokens seen before the reset = %v, want 31", got)

@@ -71,10 +71,10 @@ func TestRedisDownFallbackAndRecovery(t *testing.T) {
 		t.Error("no redis error counted")
 	}
 	srv.Restart()
-	waitFor(t, "the probe to return to Redis", func() bool { return !f.Tripped() })
-	if testutil.ToFloat64(m.fallbackMode) != 0 {
-		t.Error("fallback_mode not back to 0")
-	}
+	// The probe untrips, then sets the mode gauge: wait for both.
+	waitFor(t, "the probe to return to Redis and say so", func() bool {
+		return !f.Tripped() && testutil.ToFloat64(m.fallbackMode) == 0
+	})
 	// Redis restarted empty: the full limit again.
 	if r := ask(t, s, "d", 0, desc("tenant", "a")); r.OverallCode != OK || r.Statuses[0].LimitRemaining != 8 {
 		t.Fatalf("back on redis: %v", r)

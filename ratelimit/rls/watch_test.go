@@ -66,7 +66,10 @@ func TestReloadGoodThenBadKeepsLastGood(t *testing.T) {
 		t.Fatal("bad file replaced the last good config")
 	}
 	os.WriteFile(filepath.Join(dir, "a.yaml"), ruleYAML("3"), 0o600)
-	waitFor(t, "reload to 3", func() bool { return limitOfDomain(s, "d") == 3 })
+	// Load serves the config, then counts it: wait for both.
+	waitFor(t, "reload to 3, counted", func() bool {
+		return limitOfDomain(s, "d") == 3 && testutil.ToFloat64(m.configLoads.WithLabelValues("success")) >= 3
+	})
 	if got := testutil.ToFloat64(m.configLoads.WithLabelValues("success")); got != 3 {
 		t.Errorf("successful loads = %v, want 3", got)
 	}
