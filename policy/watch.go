@@ -89,7 +89,8 @@ func (w *Watcher) failed(rev string, err error) error {
 }
 
 // Run watches the directory until ctx ends. The first Load should have
-// been done (and checked) by the caller.
+// been done (and checked) by the caller; Run loads once more after its
+// watch is in place, so a change made between the two is not missed.
 func (w *Watcher) Run(ctx context.Context) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -99,6 +100,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := fw.Add(w.dir); err != nil {
 		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
 	}
+	_ = w.Load(ctx) // an unchanged revision is skipped; failures are logged and counted
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

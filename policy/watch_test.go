@@ -65,7 +65,6 @@ func TestWatcherEditorRenameAndBadVersions(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(20 * time.Millisecond) // let Run add its watch
 
 	writeRenamed(t, dir, "p.rego", strings.Replace(goodDecision, `"fixed"`, `"second"`, 1))
 	waitFor(t, "the renamed file to load", func() bool { return e.Current().Revision != first })
@@ -91,4 +90,23 @@ func TestWatcherEditorRenameAndBadVersions(t *testing.T) {
 	if n := testutil.ToFloat64(m.reloads.WithLabelValues("ok")); n != 2 {
 		t.Errorf("reloads ok = %v", n)
 	}
+}
+
+// TestWatcherRunLoadsChangesMadeBeforeItWatched: a version written after
+// the caller's Load but before Run's watch was in place is loaded by Run,
+// not left waiting for the next change.
+func TestWatcherRunLoadsChangesMadeBeforeItWatched(t *testing.T) {
+	dir := t.TempDir()
+	writeRenamed(t, dir, "p.rego", goodDecision)
+	e := NewEngine(nil, Options{Metrics: NewMetrics(prometheus.NewRegistry())})
+	w := NewWatcher(dir, e, slog.New(slog.DiscardHandler), 10*time.Millisecond)
+	must(t, w.Load(context.Background()))
+	first := e.Current().Revision
+	writeRenamed(t, dir, "p.rego", strings.Replace(goodDecision, `"fixed"`, `"second"`, 1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the version written before Run to load", func() bool { return e.Current().Revision != first })
 }
