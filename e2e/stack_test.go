@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/claude-guardian/claude-guardian/envoy/emulator"
 	runstack "github.com/claude-guardian/claude-guardian/internal/stack"
 	"github.com/claude-guardian/claude-guardian/testsupport/fakeanthropic"
 	"github.com/claude-guardian/claude-guardian/testsupport/fakeollama"
@@ -35,6 +36,7 @@ type stack struct {
 	anthropic *fakeanthropic.Server
 	ollama    *fakeollama.Server
 	baseURL   string // the emulated Envoy listener
+	envoy     *emulator.Envoy
 }
 
 type stackOpts struct {
@@ -78,5 +80,5 @@ func startStack(t *testing.T, o stackOpts) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	return &stack{anthropic: fa, ollama: fo, baseURL: st.BaseURL}
+	return &stack{anthropic: fa, ollama: fo, baseURL: st.BaseURL, envoy: st.Envoy}
 }

@@ -45,8 +45,8 @@ func TestTenantTokenBudget(t *testing.T) {
 			t.Fatalf("request %d: %v (without the stream-done refund the second would not fit)", i+1, err)
 		}
 		// Envoy sends the stream-done correction fire and forget after the
-		// stream ends: give it a moment to land before the next request.
-		time.Sleep(300 * time.Millisecond)
+		// stream ends: wait for it to land before the next request.
+		waitStreamDone(t, s, uint64(i+1))
 	}
 	// A prompt whose estimate alone exceeds what is left.
 	big := hello
@@ -66,5 +66,26 @@ func TestTenantTokenBudget(t *testing.T) {
 	}
 	if n := len(s.anthropic.Requests()); n != 2 {
 		t.Errorf("Anthropic saw %d requests, want 2: the over-budget one must stop at Envoy", n)
+	}
+}
+
+// waitStreamDone waits until Envoy has finished n stream-done calls; a
+// failed one (the RLS timeout in envoy.yaml is 0.1 s) fails the test, as
+// its correction is lost.
+func waitStreamDone(t *testing.T, s *stack, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		answered, failed := s.envoy.StreamDoneCalls()
+		if failed > 0 {
+			t.Fatalf("%d stream-done call(s) failed: the correction was lost", failed)
+		}
+		if answered >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d stream-done calls answered after 5 s", answered, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

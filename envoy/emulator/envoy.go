@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,6 +42,8 @@ type Envoy struct {
 	wg         sync.WaitGroup
 	closing    chan struct{}
 	closeOnce  sync.Once
+	// streamDone counts finished apply_on_stream_done calls.
+	streamDone struct{ ok, failed atomic.Uint64 }
 }
 
 // Load parses and checks a bootstrap YAML. Any field or extension the
@@ -121,3 +124,11 @@ func (e *Envoy) Close() error {
 // "cluster.guardian_ratelimit.ratelimit.over_limit",
 // "cluster.anthropic.upstream_rq_retry".
 func (e *Envoy) Stats() map[string]uint64 { return e.stats.snapshot() }
+
+// StreamDoneCalls counts the ratelimit filter's apply_on_stream_done calls
+// that have finished, answered or failed. Envoy sends them fire and forget
+// after the stream ends and keeps no stat of them: this is the emulator's
+// own count, for tests that must wait for a correction to land.
+func (e *Envoy) StreamDoneCalls() (answered, failed uint64) {
+	return e.streamDone.ok.Load(), e.streamDone.failed.Load()
+}

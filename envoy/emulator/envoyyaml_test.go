@@ -380,6 +380,42 @@ func TestEnvoyYAML_StreamDoneCorrections(t *testing.T) {
 	if len(extra.GetEntries()) != 3 || extra.GetEntries()[2].GetKey() != "guardian_adjust" || extra.GetHitsAddend().GetValue() != 0 || extra.GetIsNegativeHits() {
 		t.Errorf("extra descriptor %v", extra)
 	}
+	waitStreamDone(t, g.e, 1, 0)
+}
+
+// A stream-done call the RLS fails is counted as failed, and the response
+// the client already has is unaffected.
+func TestRateLimit_ApplyOnStreamDoneFailureCounted(t *testing.T) {
+	failCorrections := func(r *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+		if len(r.GetDescriptors()) == 1 {
+			return nil, errors.New("rls down")
+		}
+		return okRLS(r)
+	}
+	g := startGuardian(t, frontScript{tenant: "acme", backend: "claude",
+		edit:     streamDoneEdit("metadata: {descriptor_key: tenant, metadata_key: {key: claude-guardian, path: [{key: tenant}]}}"),
+		metadata: map[string]any{"claude-guardian": map[string]any{"input_tokens_estimate": 5, "correction": 3, "tenant": "acme"}}}, failCorrections, nil)
+	if r := do(t, g.e, "POST", "/v1/messages", messages, nil); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	waitStreamDone(t, g.e, 0, 1)
+}
+
+// waitStreamDone waits until the emulator has finished the given numbers of
+// stream-done calls, answered and failed.
+func waitStreamDone(t *testing.T, e *Envoy, answered, failed uint64) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		a, f := e.StreamDoneCalls()
+		if a == answered && f == failed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream-done calls: %d answered, %d failed; want %d, %d", a, f, answered, failed)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // In Envoy the upstream filters mutate the same request header map the
@@ -397,4 +433,5 @@ func TestRateLimit_ApplyOnStreamDoneSeesUpstreamFilterHeaderMutations(t *testing
 	if reqs := waitRLS(g, 1); len(reqs) != 1 {
 		t.Fatalf("RLS requests %v, want only the request-path call", reqs)
 	}
+	waitStreamDone(t, g.e, 0, 0)
 }

@@ -144,8 +144,11 @@ func (f *rateLimitFilter) onDestroy() {
 			}
 		}()
 		if _, err := f.call(ctx, req); err != nil {
+			f.s.e.streamDone.failed.Add(1)
 			f.s.e.log.Debug("ratelimit: stream-done call failed", "err", err)
+			return
 		}
+		f.s.e.streamDone.ok.Add(1)
 	}()
 }
 

@@ -44,7 +44,9 @@ type Stack struct {
 	BaseURL string
 	// Guardian are guardian's bound addresses.
 	Guardian cli.Listening
-	closers  []func()
+	// Envoy is the emulator serving BaseURL.
+	Envoy   *emulator.Envoy
+	closers []func()
 }
 
 // Start runs a stack until Close.
@@ -115,7 +117,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("emulator: %w", err)
 	}
 	s.closers = append(s.closers, func() { env.Close() })
-	s.BaseURL = "http://" + env.Addr()
+	s.BaseURL, s.Envoy = "http://"+env.Addr(), env
 	return s, nil
 }
 
