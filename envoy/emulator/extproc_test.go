@@ -135,10 +135,10 @@ func TestExtProc_ResponseMessageTimeout(t *testing.T) {
 }
 
 func TestExtProc_RequestMessageNewTimeout(t *testing.T) {
-	ev := newEnv(t, headersOnly+"\nmessage_timeout: 0.05s\nmax_message_timeout: 5s", func(p *procStream) error {
+	ev := newEnv(t, headersOnly+"\nmessage_timeout: 0.2s\nmax_message_timeout: 5s", func(p *procStream) error {
 		p.recv()
 		p.send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(3 * time.Second)})
-		time.Sleep(150 * time.Millisecond) // past the original 50 ms
+		time.Sleep(500 * time.Millisecond) // past the original 200 ms
 		p.send(hdrsResp(nil))
 		p.drain()
 		return nil

@@ -34,7 +34,7 @@ func TestDeadlineTickOnlyWhileWaiting(t *testing.T) {
 	// not by the context's deadline (guardian sets ReadTimeout to the RLS
 	// Redis timeout): a call sent straight on an idle engine takes up to
 	// readTimeout here, a queued caller only the tick answers in time.
-	const timeout, readTimeout = 150 * time.Millisecond, 400 * time.Millisecond
+	const timeout, readTimeout = 300 * time.Millisecond, time.Second
 	client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1,
 		ReadTimeout: readTimeout, WriteTimeout: readTimeout, DialTimeout: time.Second})
 	defer client.Close()

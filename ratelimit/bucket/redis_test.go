@@ -291,7 +291,7 @@ func TestBatchDecisionError(t *testing.T) {
 // and still serves concurrent callers.
 func TestRedisWindow(t *testing.T) {
 	srv := redistest.Start(t)
-	const window = 50 * time.Millisecond
+	const window = 200 * time.Millisecond
 	e := newTestRedis(t, srv.Client, RedisOptions{Window: window, Workers: 2})
 	ctx := context.Background()
 	req := []Request{{Key: "w", Limit: Rate(1_000_000, time.Second), N: 1}}

@@ -120,7 +120,7 @@ func (*netErr) Temporary() bool { return false }
 // queued behind a round trip in flight; each is answered from the fallback
 // by its own deadline (the timeout after it began), not by a later caller's.
 func TestHungRedisAnswersByDeadline(t *testing.T) {
-	const timeout = 200 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1,
 		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout, DialTimeout: timeout})
 	defer client.Close()
