@@ -45,7 +45,15 @@ type Listen struct {
 // right for exactly one replica.
 type Redis struct {
 	URL string `yaml:"url"`
+	// Timeout bounds one call of the key pool's state (connecting: 4×).
+	// While Redis is unavailable the pool's calls fail at once and requests
+	// go without a reservation; a probe every second finds it back. The
+	// RLS has its own ratelimit.redis_timeout.
+	Timeout Duration `yaml:"timeout"`
 }
+
+// DefaultRedisTimeout is redis.timeout's default.
+const DefaultRedisTimeout = Duration(100 * time.Millisecond)
 
 // Gateway holds limits of the front processor.
 type Gateway struct {

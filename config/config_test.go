@@ -100,6 +100,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"client_key_env_unset.yaml", "config: clients[0].key: environment variable UNSET_GATEWAY_KEY is not set"},
 		{"bad_listen.yaml", `config: listen.extproc: "9002" is not host:port`},
 		{"bad_redis_url.yaml", "config: redis.url: redis: invalid URL scheme: http"},
+		{"redis_negative_timeout.yaml", "config: redis.timeout: must be positive"},
 		{"ollama_without_model.yaml", "config: backends.ollama.model: empty"},
 		{"bad_log_level.yaml", `config: log.level: "verbose" is not one of debug, info, warn, error`},
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
@@ -178,6 +179,13 @@ func TestRatelimitSection(t *testing.T) {
 	r := c.Ratelimit
 	if r.Store != "auto" || r.Fallback != "local_share" || r.Replicas != 1 || r.RedisTimeout != DefaultRatelimitRedisTimeout || !r.AnthropicErrorBodies() || c.UseRedis() {
 		t.Errorf("defaults: %+v", r)
+	}
+	if c.Redis.Timeout != DefaultRedisTimeout {
+		t.Errorf("redis.timeout default %v", c.Redis.Timeout)
+	}
+	c, err = Parse([]byte(base+"redis: {url: redis://127.0.0.1:6379, timeout: 250ms}\n"), env(nil))
+	if err != nil || c.Redis.Timeout != Duration(250*time.Millisecond) {
+		t.Errorf("redis.timeout: %v %v", err, c.Redis.Timeout)
 	}
 	c, err = Parse([]byte(base+"redis: {url: redis://127.0.0.1:6379}\n"), env(nil))
 	if err != nil || !c.UseRedis() {

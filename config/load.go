@@ -143,6 +143,9 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	if c.Redis.Timeout == 0 {
+		c.Redis.Timeout = DefaultRedisTimeout
+	}
 	c.Ratelimit.applyDefaults()
 	c.Pool.applyDefaults()
 }
@@ -184,6 +187,9 @@ func (c *Config) validate() error {
 		if _, err := redis.ParseURL(c.Redis.URL); err != nil {
 			return fmt.Errorf("redis.url: %w", err)
 		}
+	}
+	if c.Redis.Timeout < 0 {
+		return fmt.Errorf("redis.timeout: must be positive")
 	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return fmt.Errorf("gateway.max_request_bytes: must be positive")
