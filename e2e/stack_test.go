@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -37,6 +38,7 @@ type stack struct {
 	ollama    *fakeollama.Server
 	baseURL   string // the emulated Envoy listener
 	envoy     *emulator.Envoy
+	admin     string // guardian's admin listener (/metrics)
 }
 
 type stackOpts struct {
@@ -45,6 +47,10 @@ type stackOpts struct {
 	// claude-guardian) instead of leaving Envoy's ratelimit filter to fail
 	// open.
 	rules string
+	// redisURL, when set, keeps the pool's state in this Redis.
+	redisURL string
+	// log, when set, receives the stack's log (text, level info).
+	log io.Writer
 }
 
 func startStack(t *testing.T, o stackOpts) *stack {
@@ -68,17 +74,20 @@ func startStack(t *testing.T, o stackOpts) *stack {
 		}
 		yamlText = strings.Replace(yamlText, `ratelimit: ""`, `ratelimit: "127.0.0.1:0"`, 1) + "ratelimit: {config_dir: " + dir + "}\n"
 	}
+	if o.redisURL != "" {
+		yamlText += "redis: {url: \"" + o.redisURL + "\"}\n"
+	}
 	envoyYAML, err := os.ReadFile("../envoy/envoy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, err := runstack.Start(context.Background(), runstack.Options{
 		Anthropic: fa, Ollama: fo, GuardianYAML: []byte(yamlText), EnvoyYAML: envoyYAML,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	return &stack{anthropic: fa, ollama: fo, baseURL: st.BaseURL, envoy: st.Envoy}
+	return &stack{anthropic: fa, ollama: fo, baseURL: st.BaseURL, envoy: st.Envoy, admin: st.Guardian.Admin}
 }

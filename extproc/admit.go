@@ -14,6 +14,7 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/admission"
 	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/internal/breaker"
 	"github.com/claude-guardian/claude-guardian/keypool"
 )
 
@@ -86,7 +87,7 @@ func (s *frontStream) admit(ctx context.Context, model string) *extprocv3.Proces
 	case err == nil:
 		s.reservation, s.reservedModel = r, model
 		if err := a.Tickets.Put(ctx, s.requestID, keypool.TicketOf(r, model)); err != nil {
-			s.f.log.Warn("reservation not written down: the upstream processor will pick a key on its own", "request_id", s.requestID, "err", err)
+			s.f.log.Log(ctx, breaker.LogLevel(err), "reservation not written down: the upstream processor will pick a key on its own", "request_id", s.requestID, "err", err)
 		}
 		return nil
 	case errors.As(err, &rej) && rej.Reason == "deadline":
@@ -108,7 +109,7 @@ func (s *frontStream) admit(ctx context.Context, model string) *extprocv3.Proces
 	// The pool's state is unreachable (Redis down): let the request go
 	// without a reservation rather than fail it; Anthropic's own limits and
 	// the retry policy still apply.
-	s.f.log.Warn("admission failed: sending without a reservation", "request_id", s.requestID, "err", err)
+	s.f.log.Log(ctx, breaker.LogLevel(err), "admission failed: sending without a reservation", "request_id", s.requestID, "err", err)
 	return nil
 }
 
@@ -133,10 +134,10 @@ func (s *frontStream) settleReservation(u anthropic.Usage, reached bool) {
 		}
 	}
 	if err := a.Pool.Settle(ctx, r, u, reached); err != nil {
-		s.f.log.Warn("reservation not settled", "request_id", s.requestID, "err", err)
+		s.f.log.Log(ctx, breaker.LogLevel(err), "reservation not settled", "request_id", s.requestID, "err", err)
 	}
 	if err := a.Tickets.Delete(ctx, s.requestID); err != nil {
-		s.f.log.Warn("ticket not deleted (it expires)", "request_id", s.requestID, "err", err)
+		s.f.log.Log(ctx, breaker.LogLevel(err), "ticket not deleted (it expires)", "request_id", s.requestID, "err", err)
 	}
 	s.reservation = nil
 }

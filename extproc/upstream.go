@@ -12,6 +12,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/internal/breaker"
 	"github.com/claude-guardian/claude-guardian/keypool"
 )
 
@@ -74,7 +75,7 @@ func (s *upstreamStream) ProcessRequestHeaders(ctx context.Context, h *extprocv3
 	}
 	if s.u.tickets != nil && s.requestID != "" {
 		if t, ok, err := s.u.tickets.Get(ctx, s.requestID); err != nil {
-			s.u.log.Warn("reservation not readable: picking a key", "request_id", s.requestID, "err", err)
+			s.u.log.Log(ctx, breaker.LogLevel(err), "reservation not readable: picking a key", "request_id", s.requestID, "err", err)
 		} else if ok {
 			s.ticket, s.res = t, s.u.pool.Resume(t)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/claude-guardian/claude-guardian/internal/breaker"
 )
 
 // Lease is a concurrency lease a reservation holds: on the tenant (across
@@ -34,7 +36,7 @@ func (p *Pool) acquire(ctx context.Context, key string, limit int64, tenant bool
 func (p *Pool) releaseLeases(ctx context.Context, ls []Lease) {
 	for _, l := range ls {
 		if _, err := p.leases.Release(ctx, l.Key, l.ID); err != nil {
-			p.log.Warn("lease not released (it expires)", "key", l.Key, "err", err)
+			p.log.Log(ctx, breaker.LogLevel(err), "lease not released (it expires)", "key", l.Key, "err", err)
 		}
 	}
 }

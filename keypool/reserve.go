@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/internal/breaker"
 	"github.com/claude-guardian/claude-guardian/ratelimit/bucket"
 )
 
@@ -345,7 +346,7 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reserva
 		moved.renew = p.startRenewer(moved.Leases)
 	}
 	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
-		p.log.Warn("refund of a moved reservation failed", "account", r.Account.Name, "err", err)
+		p.log.Log(ctx, breaker.LogLevel(err), "refund of a moved reservation failed", "account", r.Account.Name, "err", err)
 	}
 	return moved, 0, nil
 }

@@ -116,7 +116,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	state, err := newPoolState(cfg)
+	state, err := newPoolState(cfg, log, reg)
 	if err != nil {
 		return err
 	}
