@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/claude-guardian/claude-guardian/internal/logtest"
 	"github.com/claude-guardian/claude-guardian/internal/redistest"
 )
 
@@ -20,7 +20,7 @@ import (
 // default client took 5 s, the upstream processor's ticket read outlived
 // Envoy's 2 s message_timeout, and the request got 504 after 12 s.
 func TestPoolStateRedisHung(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	s := startStack(t, stackOpts{redisURL: "redis://" + redistest.Hung(t), log: &logs})
 	c := s.client(gatewayKey)
 	for i := range 3 {
@@ -104,22 +104,4 @@ func metric(t *testing.T, s *stack, name string) float64 {
 	}
 	t.Fatalf("%s not in /metrics", name)
 	return 0
-}
-
-// syncBuffer is a log sink safe for guardian's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

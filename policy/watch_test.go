@@ -6,31 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/claude-guardian/claude-guardian/internal/logtest"
 )
-
-// syncBuffer is a log sink safe for the watcher's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // writeRenamed writes name the way editors do: a temporary file, then a
 // rename over the old one.
@@ -55,7 +38,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWatcherEditorRenameAndBadVersions(t *testing.T) {
 	dir := t.TempDir()
 	writeRenamed(t, dir, "p.rego", goodDecision)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	m := NewMetrics(prometheus.NewRegistry())
 	e := NewEngine(nil, Options{Metrics: m})
 	w := NewWatcher(dir, e, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/claude-guardian/claude-guardian/config"
 	"github.com/claude-guardian/claude-guardian/deploy/local"
+	"github.com/claude-guardian/claude-guardian/internal/logtest"
 	"github.com/claude-guardian/claude-guardian/internal/redistest"
 )
 
@@ -138,7 +140,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Listen = config.Listen{ExtProc: "127.0.0.1:0", RateLimit: "127.0.0.1:0", Admin: "127.0.0.1:0"}
-	var logs bytesBuffer
+	var logs logtest.Buffer
 	ctx, stop := context.WithCancel(context.Background())
 	ready := make(chan Listening, 1)
 	done := make(chan error, 1)
@@ -156,7 +158,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !logs.contains("using the embedded deploy/local/ratelimit") {
+	if !strings.Contains(logs.String(), "using the embedded deploy/local/ratelimit") {
 		t.Errorf("no log of the embedded rules:\n%s", logs.String())
 	}
 }
