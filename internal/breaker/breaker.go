@@ -79,6 +79,7 @@ func (b *Breaker) Close() {
 	b.mu.Unlock()
 	b.wg.Wait()
 	b.open.Store(false)
+	b.opts.Metrics.set(false)
 }
 
 // DialHook implements [redis.Hook].
@@ -123,9 +124,10 @@ func (b *Breaker) refuse(ctx context.Context) bool {
 	return true
 }
 
-// observe opens the breaker on a call that failed for want of Redis.
+// observe opens the breaker on a call that failed for want of Redis. A
+// call whose caller gave up (its context ended) says nothing about Redis.
 func (b *Breaker) observe(ctx context.Context, err error) {
-	if !Unavailable(err) || ctx.Value(probeKey{}) != nil {
+	if !Unavailable(err) || ctx.Err() != nil || ctx.Value(probeKey{}) != nil {
 		return
 	}
 	b.mu.Lock()
@@ -157,29 +159,36 @@ func (b *Breaker) probe() {
 		if err != nil {
 			continue
 		}
+		// Under mu, so that a late failure reopening the breaker cannot
+		// have its gauge and log overtaken by these.
+		b.mu.Lock()
 		b.open.Store(false)
 		b.opts.Metrics.set(false)
 		b.opts.Logger.Info(b.opts.Name + ": Redis is back")
+		b.mu.Unlock()
 		return
 	}
 }
 
 // Unavailable reports whether err says Redis could not serve the call, as
 // opposed to a reply about the call itself (redis.Nil, a script error) or
-// a caller that gave up.
+// a caller that gave up. Any network error counts, a connect timeout
+// included (Go's matches context.DeadlineExceeded too); whether the
+// caller gave up is for its context to say (see observe), not the error.
 func Unavailable(err error) bool {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrOpen) || errors.Is(err, redis.ErrClosed) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrOpen) || errors.Is(err, redis.ErrClosed) {
 		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
 	}
 	for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}
 	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, redis.ErrPoolTimeout)
+	return false
 }
 
 // Metrics are a breaker's series. A nil *Metrics records nothing.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,8 @@ func TestUnavailable(t *testing.T) {
 		{"script error", replyError("ERR Error running script"), false},
 		{"NOSCRIPT", replyError("NOSCRIPT No matching script"), false},
 		{"caller gone", fmt.Errorf("x: %w", context.Canceled), false},
-		{"caller's deadline", context.DeadlineExceeded, false},
+		// A deadline: whose, the caller's context tells (see observe).
+		{"a deadline", context.DeadlineExceeded, true},
 		{"client closed", redis.ErrClosed, false},
 		{"refused by the breaker", ErrOpen, false},
 		{"read timeout", &net.OpError{Op: "read", Err: timeoutError{}}, true},
@@ -173,5 +175,78 @@ func TestCloseStopsProbe(t *testing.T) {
 	}
 	if b.Open() {
 		t.Error("still refusing after Close")
+	}
+}
+
+// silentListener returns the address of a socket that listens with a
+// backlog of 0 and never accepts: once its queue is full the kernel drops
+// further SYNs, so a connect hangs until its timeout, like a host that
+// drops packets.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Skipf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 4 { // fill the queue
+		if c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
+}
+
+// A connect timeout opens the breaker, every time: Go's connect timeout
+// error matches context.DeadlineExceeded or not depending on which timer
+// fires first, and must count as Redis unavailable either way.
+func TestConnectTimeoutOpens(t *testing.T) {
+	addr := silentListener(t)
+	for i := range 6 {
+		client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1,
+			DialTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond})
+		b := New(client, Options{ProbeEvery: time.Hour})
+		err := client.Get(context.Background(), "k").Err()
+		open := b.Open()
+		b.Close()
+		client.Close()
+		if err == nil {
+			t.Fatal("a silent listener answered")
+		}
+		if !open {
+			t.Fatalf("try %d: %v (deadline: %v) did not open the breaker", i, err, errors.Is(err, context.DeadlineExceeded))
+		}
+	}
+}
+
+// A call whose caller gave up says nothing about Redis: the breaker stays
+// closed, and the next call, with time to wait, opens it.
+func TestCallerGivingUpDoesNotOpen(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Hung(t), MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
+	defer client.Close()
+	b := New(client, Options{ProbeEvery: time.Hour})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := client.Get(ctx, "k").Err(); err == nil {
+		t.Fatal("a hung Redis answered")
+	}
+	if b.Open() {
+		t.Fatal("opened by a caller whose deadline had passed")
+	}
+	if err := client.Get(context.Background(), "k").Err(); err == nil || !b.Open() {
+		t.Fatalf("next call: %v, open %v", err, b.Open())
 	}
 }
