@@ -45,10 +45,11 @@ type Listen struct {
 // right for exactly one replica.
 type Redis struct {
 	URL string `yaml:"url"`
-	// Timeout bounds one call of the key pool's state (connecting: 4×).
-	// While Redis is unavailable the pool's calls fail at once and requests
-	// go without a reservation; a probe every second finds it back. The
-	// RLS has its own ratelimit.redis_timeout.
+	// Timeout bounds one call of the key pool's state (connecting: 4×);
+	// it replaces any timeouts and retries the URL sets. While Redis is
+	// unavailable the pool's calls fail at once and requests go without a
+	// reservation; a probe every second finds it back. The RLS has its own
+	// ratelimit.redis_timeout.
 	Timeout Duration `yaml:"timeout"`
 }
 

@@ -41,7 +41,8 @@ func newPoolState(cfg *config.Config, log *slog.Logger, reg prometheus.Registere
 	}
 	timeout := time.Duration(cfg.Redis.Timeout)
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout*4, timeout, timeout, timeout
-	opts.MaxRetries = -1
+	opts.MaxRetries = -1   // a command is not retried ...
+	opts.DialerRetries = 1 // ... nor a connect (go-redis tries 5 times by default)
 	client := redis.NewClient(opts)
 	brk := breaker.New(client, breaker.Options{Name: "pool state", Logger: log,
 		Metrics: breaker.NewMetrics(reg, "pool_state", "key pool's state")})

@@ -55,7 +55,9 @@ func startRLS(ctx context.Context, cfg *config.Config, log *slog.Logger, reg pro
 		}
 		timeout := time.Duration(rc.RedisTimeout)
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout*4, timeout, timeout, timeout
-		opts.MaxRetries = -1 // the fallback answers instead of retrying past the deadline
+		// The fallback answers instead of retrying past the deadline: no
+		// command is retried, nor a connect (go-redis tries 5 by default).
+		opts.MaxRetries, opts.DialerRetries = -1, 1
 		client := redis.NewClient(opts)
 		rt.cleanup = append(rt.cleanup, func() { _ = client.Close() })
 		shared, closeEngine, err := rls.NewRedisStore(client, bucket.RedisOptions{Prefix: "guardian:rl:"})
