@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,26 +79,4 @@ func TestPoolStateRedisRestart(t *testing.T) {
 	if keys := srv.Client.Keys(ctx, "guardian:pool*").Val(); len(keys) == 0 {
 		t.Fatal("Redis is back but the pool's state does not go there")
 	}
-}
-
-// metric reads an unlabelled series from guardian's /metrics.
-func metric(t *testing.T, s *stack, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + s.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s not in /metrics", name)
-	return 0
 }

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -51,6 +54,8 @@ type stackOpts struct {
 	redisURL string
 	// log, when set, receives the stack's log (text, level info).
 	log io.Writer
+	// edit, when set, rewrites guardian.yaml.
+	edit func(string) string
 }
 
 func startStack(t *testing.T, o stackOpts) *stack {
@@ -74,6 +79,9 @@ func startStack(t *testing.T, o stackOpts) *stack {
 		}
 		yamlText = strings.Replace(yamlText, `ratelimit: ""`, `ratelimit: "127.0.0.1:0"`, 1) + "ratelimit: {config_dir: " + dir + "}\n"
 	}
+	if o.edit != nil {
+		yamlText = o.edit(yamlText)
+	}
 	if o.redisURL != "" {
 		yamlText += "redis: {url: \"" + o.redisURL + "\"}\n"
 	}
@@ -90,4 +98,42 @@ func startStack(t *testing.T, o stackOpts) *stack {
 	}
 	t.Cleanup(st.Close)
 	return &stack{anthropic: fa, ollama: fo, baseURL: st.BaseURL, envoy: st.Envoy, admin: st.Guardian.Admin}
+}
+
+// metric reads a series, written as in /metrics (`name` or
+// `name{label="value"}`), from guardian's admin listener.
+func metric(t *testing.T, s *stack, series string) float64 {
+	t.Helper()
+	v, ok := readMetric(t, s, series)
+	if !ok {
+		t.Fatalf("%s not in /metrics", series)
+	}
+	return v
+}
+
+// metricOr is metric, 0 for a series not exported yet.
+func metricOr(t *testing.T, s *stack, series string) float64 {
+	t.Helper()
+	v, _ := readMetric(t, s, series)
+	return v
+}
+
+func readMetric(t *testing.T, s *stack, series string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return f, true
+		}
+	}
+	return 0, false
 }

@@ -26,8 +26,7 @@ type LiveState struct {
 	Rates       *UpstreamRates
 	Ollama      HealthSource // nil: no Ollama configured
 	OllamaModel string
-	// QueueDepth reports the admission queue's length (nil: 0, until the
-	// queue exists).
+	// QueueDepth reports the admission queue's length (nil: 0).
 	QueueDepth func() int
 	Now        func() time.Time
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/claude-guardian/claude-guardian/admission"
 	"github.com/claude-guardian/claude-guardian/config"
 	"github.com/claude-guardian/claude-guardian/extproc"
 	"github.com/claude-guardian/claude-guardian/keypool"
@@ -21,10 +22,11 @@ import (
 
 // attachPolicy loads the routing policy (policy.dir, or the bundled one),
 // starts its watcher and the Ollama health checker, and connects them to
-// the front processor. A policy directory that does not load at start is
-// an error: there is no last good version to keep. The returned func stops
-// the background work.
-func attachPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, pool *keypool.Pool, front *extproc.Front) (func(), error) {
+// the front processor; the policy sees the pool's headroom and the
+// admission queue's depth. A policy directory that does not load at start
+// is an error: there is no last good version to keep. The returned func
+// stops the background work.
+func attachPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, pool *keypool.Pool, queue *admission.Queue, front *extproc.Front) (func(), error) {
 	plog := log.With("component", "policy")
 	engine := policy.NewEngine(nil, policy.Options{Log: plog, Metrics: policy.NewMetrics(reg), LogSampleRate: cfg.Policy.LogSampleRate})
 	ctx, cancel := context.WithCancel(ctx)
@@ -51,7 +53,7 @@ func attachPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 			}
 		})
 	}
-	live := &policy.LiveState{Headroom: extproc.PoolHeadroom{Pool: pool}, Rates: &policy.UpstreamRates{}}
+	live := &policy.LiveState{Headroom: extproc.PoolHeadroom{Pool: pool}, Rates: &policy.UpstreamRates{}, QueueDepth: queue.Depth}
 	fp := extproc.FrontPolicy{Engine: engine, State: live, Rates: live.Rates}
 	if o := cfg.Backends.Ollama; o != nil {
 		health := policy.NewOllamaHealth(o.URL, 0, plog)

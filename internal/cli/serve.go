@@ -132,15 +132,16 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 		MaxRequestBytes:      cfg.Gateway.MaxRequestBytes,
 		MaxResponseScanBytes: cfg.Gateway.MaxResponseScanBytes,
 	}, extproc.NewTenants(cfg.Clients), pool, log, m)
+	queue := admission.New(pool, admission.NewMetrics(reg))
 	front.WithAdmission(extproc.FrontAdmission{
-		Queue:        admission.New(pool, admission.NewMetrics(reg)),
+		Queue:        queue,
 		Pool:         pool,
 		Tickets:      state.tickets,
 		MaxWait:      time.Duration(cfg.Pool.MaxWait),
 		OutputTokens: cfg.Pool.OutputTokens,
 		Affinity:     cfg.Pool.AffinityOn(),
 	})
-	stopPolicy, err := attachPolicy(ctx, cfg, log, reg, pool, front)
+	stopPolicy, err := attachPolicy(ctx, cfg, log, reg, pool, queue, front)
 	if err != nil {
 		return err
 	}
