@@ -32,7 +32,7 @@ type Pool struct {
 	leases     bucket.Leases // nil: no concurrency caps
 	leaseTTL   time.Duration
 	outAtStart bool
-	affinity   sync.Map // conversation hash -> *Account
+	affinity   affinityTable // conversation hash -> account used last
 
 	changedMu sync.Mutex
 	changed   chan struct{}

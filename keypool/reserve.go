@@ -132,7 +132,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 		p.metrics.reservations.WithLabelValues(a.Name, result(d.Allowed)).Inc()
 		if d.Allowed {
 			if need.Affinity != 0 {
-				p.affinity.Store(need.Affinity, a)
+				p.affinity.store(need.Affinity, a, p.now())
 			}
 			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
 				Leases: append(append([]Lease(nil), held...), acctLease...),
@@ -251,8 +251,7 @@ func (p *Pool) candidates(class Class, need Need, now time.Time) candidates {
 		return cmp.Compare(x.account.inflight.Load(), y.account.inflight.Load())
 	})
 	if need.Affinity != 0 {
-		if v, ok := p.affinity.Load(need.Affinity); ok {
-			pref := v.(*Account)
+		if pref := p.affinity.load(need.Affinity, p.now()); pref != nil {
 			for i, c := range out.ok {
 				// Keep the conversation where it was while that account has
 				// a fair share of headroom left.
