@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -209,6 +210,8 @@ func envoyFilter(where string, ef *networking.EnvoyFilter, grpcPorts map[string]
 			}
 		case networking.EnvoyFilter_HTTP_ROUTE:
 			decode(l, p, js, &routev3.Route{}, whole)
+		case networking.EnvoyFilter_LISTENER:
+			decode(l, p, js, &listenerv3.Listener{}, whole)
 		default:
 			l.errorf(p, "applyTo %s is not used by guardian's manifests", cp.GetApplyTo())
 		}

@@ -40,6 +40,7 @@ func TestIstioBrokenCopies(t *testing.T) {
 	}{
 		{"envoyfilter_unknown_field", "envoyfilter.yaml", `envoyfilter_unknown_field.yaml: EnvoyFilter claude-guardian: configPatches[0](HTTP_FILTER): patch.value as HttpFilter: proto:`},
 		{"envoyfilter_upstream_role", "envoyfilter.yaml", `configPatches[2](CLUSTER).http_filters[0](envoy.filters.http.ext_proc): an upstream ext_proc filter must send grpc_service.initial_metadata x-guardian-role: upstream (got "front")`},
+		{"envoyfilter_listener_limit", "envoyfilter.yaml", `envoyfilter_listener_limit.yaml: EnvoyFilter claude-guardian: configPatches[0](LISTENER): patch.value as Listener: proto:`},
 		{"envoyfilter_cluster_port", "envoyfilter.yaml", `"outbound|8082||guardian.claude-guardian.svc.cluster.local": no Service port 8082 on guardian.claude-guardian.svc.cluster.local named grpc-* (or appProtocol grpc) in these manifests: Istio would not use HTTP/2`},
 		{"guardian_configmap", "guardian.yaml", `guardian_configmap.yaml: ConfigMap guardian-config: data[guardian.yaml]: config: accounts[0].keys: at least one key is required`},
 		{"anthropic_virtualservice", "anthropic.yaml", `anthropic_virtualservice.yaml: VirtualService claude-routes: spec: proto:`},
