@@ -377,3 +377,32 @@ func (e *policyEnv) decisions(t *testing.T, backend, model, reason string) float
 	}
 	return 0
 }
+
+// TestRatelimitFilter429IsNotClaudes: the ratelimit filter's own 429 (a
+// tenant over its budget, x-envoy-ratelimited) says nothing about Claude:
+// it must not feed the upstream rates the policy degrades on, while
+// Anthropic's own 429s do.
+func TestRatelimitFilter429IsNotClaudes(t *testing.T) {
+	rates := &policy.UpstreamRates{}
+	h := newHarness(t, harnessOpts{policy: func(*harness) *FrontPolicy {
+		return &FrontPolicy{Engine: policy.NewEngine(bundledPolicy(t), policy.Options{}), State: &stateStub{s: healthyClaude()}, Rates: rates}
+	}})
+	answer := func(kv ...string) {
+		s := h.open(t, RoleFront)
+		sendRequest(t, s, helloBody)
+		s.roundTrip(respHeaders(true, kv...))
+		s.close()
+	}
+	for range 6 {
+		answer(":status", "429", "x-envoy-ratelimited", "true", "content-type", "application/json")
+	}
+	if _, limited := rates.Rates("sonnet", time.Now()); limited != 0 {
+		t.Fatalf("the ratelimit filter's 429s counted as Claude's: rate-limited share %v", limited)
+	}
+	for range 6 {
+		answer(":status", "429", "content-type", "application/json", "retry-after", "3")
+	}
+	if _, limited := rates.Rates("sonnet", time.Now()); limited != 1 {
+		t.Fatalf("Anthropic's 429s: rate-limited share %v, want 1", limited)
+	}
+}

@@ -120,10 +120,13 @@ func (s *frontStream) servedModel() string {
 	return s.req.Model
 }
 
-// observeUpstream tells the policy's state how the backend answered.
+// observeUpstream tells the policy's state how the backend answered. The
+// ratelimit filter's own 429 (a tenant over its budget) is not the
+// backend's answer: counted, one tenant's overspending would look like
+// Claude refusing everyone and degrade every tenant to Ollama.
 func (s *frontStream) observeUpstream() {
 	p := s.f.policy
-	if p == nil || s.decision.Backend == "" {
+	if p == nil || s.decision.Backend == "" || s.rateLimited {
 		return
 	}
 	switch {
