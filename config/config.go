@@ -66,6 +66,21 @@ type Gateway struct {
 	MaxResponseScanBytes int64 `yaml:"max_response_scan_bytes"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight streams.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long SIGTERM keeps accepting new streams after
+	// readiness and gRPC health turn NOT_SERVING, while Kubernetes and
+	// Envoy take the endpoint out of rotation (nil: DefaultDrainDelay).
+	DrainDelay *Duration `yaml:"drain_delay"`
+}
+
+// DefaultDrainDelay is gateway.drain_delay's default.
+const DefaultDrainDelay = Duration(5 * time.Second)
+
+// Drain returns gateway.drain_delay, or its default when unset.
+func (g Gateway) Drain() time.Duration {
+	if g.DrainDelay == nil {
+		return time.Duration(DefaultDrainDelay)
+	}
+	return time.Duration(*g.DrainDelay)
 }
 
 // Client is one application (tenant) and the gateway key it presents.

@@ -45,8 +45,8 @@ func TestParseValid(t *testing.T) {
 	if c.Backends.Ollama == nil || c.Backends.Ollama.Model != "llama3.1:8b-instruct-q4_K_M" {
 		t.Errorf("ollama = %+v", c.Backends.Ollama)
 	}
-	if time.Duration(c.Gateway.ShutdownTimeout) != 15*time.Second {
-		t.Errorf("shutdown_timeout = %v", c.Gateway.ShutdownTimeout)
+	if time.Duration(c.Gateway.ShutdownTimeout) != 15*time.Second || c.Gateway.Drain() != time.Duration(DefaultDrainDelay) {
+		t.Errorf("shutdown_timeout = %v, drain_delay = %v", c.Gateway.ShutdownTimeout, c.Gateway.Drain())
 	}
 	// Defaults.
 	if c.Gateway.MaxRequestBytes != 32<<20 || c.Log.Level != "info" || c.Log.Format != "json" {
@@ -105,6 +105,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad_log_level.yaml", `config: log.level: "verbose" is not one of debug, info, warn, error`},
 		{"bad_duration.yaml", `config: line 1: "soon" is not a duration such as 30s`},
 		{"negative_body_cap.yaml", "config: gateway.max_request_bytes: must be positive"},
+		{"negative_drain_delay.yaml", "config: gateway.drain_delay: must not be negative"},
 		{"pool_bad_output_reservation.yaml", `config: pool.output_reservation: "lots" is not max_tokens or a positive number of tokens`},
 		{"pool_bad_output_counting.yaml", `config: pool.output_counting: "at_end" is not as_produced or at_start`},
 		{"pool_short_lease_ttl.yaml", "config: pool.lease_ttl: must be at least 3s"},
@@ -235,5 +236,24 @@ func TestPoolSection(t *testing.T) {
 	}
 	if time.Duration(c.Pool.MaxWait) != 5*time.Second || c.Pool.OutputTokens(4096) != 1024 || c.Pool.OutputTokens(100) != 100 || c.Pool.AffinityOn() || c.Pool.OutputCounting != OutputAtStart {
 		t.Errorf("set: %+v", c.Pool)
+	}
+}
+
+func TestDrainDelay(t *testing.T) {
+	base := "clients: [{name: shop, key: k1}]\naccounts: [{name: org-a, keys: [{id: a1, key: sk-a1}]}]\n"
+	for _, tt := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 5 * time.Second},
+		{"gateway: {drain_delay: 0s}\n", 0},
+		{"gateway: {drain_delay: 12s}\n", 12 * time.Second},
+	} {
+		c, err := Parse([]byte(base+tt.yaml), env(nil))
+		if err != nil {
+			t.Errorf("%q: %v", tt.yaml, err)
+		} else if c.Gateway.Drain() != tt.want {
+			t.Errorf("%q: drain_delay %v, want %v", tt.yaml, c.Gateway.Drain(), tt.want)
+		}
 	}
 }

@@ -200,6 +200,9 @@ func (c *Config) validate() error {
 	if c.Gateway.ShutdownTimeout < 0 {
 		return fmt.Errorf("gateway.shutdown_timeout: must be positive")
 	}
+	if c.Gateway.Drain() < 0 {
+		return fmt.Errorf("gateway.drain_delay: must not be negative")
+	}
 	if err := c.validateRatelimit(); err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ clients: [{name: shop, key: ` + gatewayKey + `}]
 accounts:
   - {name: org-a, limits: {rpm: 50, itpm: 30000, otpm: 8000}, keys: [{id: a1, key: ` + poolKeyA + `}]}
   - {name: org-b, limits: {rpm: 50, itpm: 30000, otpm: 8000}, keys: [{id: b1, key: ` + poolKeyB + `}]}
-gateway: {shutdown_timeout: 5s}
+gateway: {shutdown_timeout: 5s, drain_delay: 0s}
 log: {level: warn}
 `
 

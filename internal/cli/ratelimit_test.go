@@ -38,7 +38,7 @@ func serveRLS(t *testing.T, extra string) (string, func()) {
 	yaml := `listen: {extproc: "127.0.0.1:0", ratelimit: "127.0.0.1:0", admin: "127.0.0.1:0"}
 clients: [{name: shop, key: gw-test-shop}]
 accounts: [{name: org-a, keys: [{id: a1, key: sk-ant-test-a1}]}]
-gateway: {shutdown_timeout: 5s}
+gateway: {shutdown_timeout: 5s, drain_delay: 0s}
 ratelimit: {config_dir: "` + dir + `"}
 ` + extra
 	cfg, err := config.Parse([]byte(yaml), os.LookupEnv)

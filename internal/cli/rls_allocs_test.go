@@ -51,6 +51,7 @@ descriptors:
 %sclients: [{name: shop, key: gw-test-shop}]
 accounts: [{name: org-a, keys: [{id: a1, key: sk-ant-test-a1}]}]
 ratelimit: {config_dir: %q, headers: false}
+gateway: {drain_delay: 0s}
 log: {level: info, format: text}
 `, redisLine, rules))
 			conn, err := grpc.NewClient(s.ratelimit, grpc.WithTransportCredentials(insecure.NewCredentials()))

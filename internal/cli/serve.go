@@ -48,8 +48,9 @@ Runs, in one process:
       /metrics (Prometheus), /healthz (process up), /readyz (serving).
 Both gRPC servers also serve grpc.health.v1.Health.
 
-SIGTERM or Ctrl-C drains: readiness and gRPC health turn NOT_SERVING, open
-streams finish (up to gateway.shutdown_timeout), then guardian exits 0.
+SIGTERM or Ctrl-C drains: readiness and gRPC health turn NOT_SERVING, new
+streams are still served for gateway.drain_delay (default 5s), open streams
+finish (up to gateway.shutdown_timeout), then guardian exits 0.
 
 Flags:
 `
@@ -215,13 +216,20 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan
 		log.Error("server failed", "err", serveErr)
 	}
 
-	// Drain: say so first, then let open streams finish.
+	// Drain: say so first, keep serving new streams while load balancers
+	// notice (closing the listeners at once would fail every request sent
+	// meanwhile: the ext_proc filters do not fail open), then let open
+	// streams finish.
 	draining.Store(true)
 	healthServer.Shutdown()
 	servers := []*grpc.Server{grpcServer}
 	if rl != nil {
 		rl.health.Shutdown()
 		servers = append(servers, rl.grpc)
+	}
+	if d := cfg.Gateway.Drain(); d > 0 {
+		log.Info("draining: not ready, still serving while load balancers notice", "drain_delay", d.String())
+		time.Sleep(d)
 	}
 	timeout := time.Duration(cfg.Gateway.ShutdownTimeout)
 	log.Info("draining", "timeout", timeout.String())

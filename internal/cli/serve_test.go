@@ -29,7 +29,7 @@ import (
 const testConfig = `listen: {extproc: "127.0.0.1:0", ratelimit: "", admin: "127.0.0.1:0"}
 clients: [{name: shop, key: gw-test-shop}]
 accounts: [{name: org-a, limits: {rpm: 50, itpm: 30000, otpm: 8000}, keys: [{id: a1, key: sk-ant-test-a1}]}]
-gateway: {shutdown_timeout: 5s}
+gateway: {shutdown_timeout: 5s, drain_delay: 0s}
 log: {level: debug, format: text}
 `
 
@@ -265,5 +265,75 @@ func TestMainUsage(t *testing.T) {
 		if code != tt.code || !strings.Contains(out.String(), tt.out) || !strings.Contains(errb.String(), tt.errIn) {
 			t.Errorf("Main(%q) = %d\nstdout: %s\nstderr: %s", tt.args, code, out.String(), errb.String())
 		}
+	}
+}
+
+// TestServeKeepsServingDuringDrainDelay: after SIGTERM, while readiness
+// says 503 and load balancers take the endpoint out, a new ext_proc stream
+// on a new connection is still served; once the delay is over, Serve stops.
+func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
+	const delay = time.Second
+	cfg, err := config.Parse([]byte(strings.Replace(testConfig, "drain_delay: 0s", "drain_delay: 1s", 1)), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ready := make(chan Listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var l Listening
+	select {
+	case l = <-ready:
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+	}
+	stop() // SIGTERM
+	start := time.Now()
+	for {
+		if code, _ := httpGet(t, "http://"+l.Admin+"/readyz"); code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("/readyz never turned 503")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkHealth(t, l.ExtProc, healthpb.HealthCheckResponse_NOT_SERVING)
+
+	conn, err := grpc.NewClient(l.ExtProc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(sctx)
+	if err == nil {
+		err = stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{}}})
+	}
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		if elapsed := time.Since(start); elapsed >= delay {
+			t.Skipf("reached the server %v after SIGTERM, past the %v delay: too loaded to tell (%v)", elapsed, delay, err)
+		}
+		t.Fatalf("a stream opened during the drain delay: %v", err)
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("stream end: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		if elapsed := time.Since(start); elapsed < delay {
+			t.Errorf("Serve returned after %v, before the %v drain delay", elapsed, delay)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the drain delay")
 	}
 }

@@ -224,7 +224,7 @@ func startGuardian(ctx context.Context, cfg Config, fake *fakeanthropic.Server, 
 		fmt.Fprintf(&b, "  - {name: org-%02d, limits: {rpm: %d, itpm: %d, otpm: %d}, keys: [{id: k%02d, key: %s}]}\n",
 			i, cfg.Limits.RPM, cfg.Limits.ITPM, cfg.Limits.OTPM, i, k)
 	}
-	b.WriteString("gateway: {shutdown_timeout: 5s}\nlog: {level: error}\n")
+	b.WriteString("gateway: {shutdown_timeout: 5s, drain_delay: 0s}\nlog: {level: error}\n")
 	counting := "as_produced"
 	if cfg.OutputAtStart {
 		counting = "at_start"
