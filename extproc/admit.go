@@ -136,6 +136,7 @@ func (s *frontStream) settleReservation(u anthropic.Usage, reached bool) {
 	if err := a.Pool.Settle(ctx, r, u, reached); err != nil {
 		s.f.log.Log(ctx, breaker.LogLevel(err), "reservation not settled", "request_id", s.requestID, "err", err)
 	}
+	a.Pool.Release(s.reservation) // counted in flight here until now, wherever it was settled
 	if err := a.Tickets.Delete(ctx, s.requestID); err != nil {
 		s.f.log.Log(ctx, breaker.LogLevel(err), "ticket not deleted (it expires)", "request_id", s.requestID, "err", err)
 	}

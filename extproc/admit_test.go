@@ -2,8 +2,10 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +240,81 @@ func TestTenantConcurrencyQueues(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the finished request did not free the tenant's slot")
+	}
+}
+
+// failingTickets is a ticket store whose writes or reads can be made to
+// fail, as a Redis blip would.
+type failingTickets struct {
+	keypool.Tickets
+	put, get atomic.Bool
+}
+
+var errTicketStore = errors.New("ticket store unavailable")
+
+func (f *failingTickets) Put(ctx context.Context, id string, t keypool.Ticket) error {
+	if f.put.Load() {
+		return errTicketStore
+	}
+	return f.Tickets.Put(ctx, id, t)
+}
+
+func (f *failingTickets) Get(ctx context.Context, id string) (keypool.Ticket, bool, error) {
+	if f.get.Load() {
+		return keypool.Ticket{}, false, errTicketStore
+	}
+	return f.Tickets.Get(ctx, id)
+}
+
+// TestMoveWithTicketStoreFailures: a retry's move meets a failing ticket
+// store. When the new ticket cannot be written, the request stays on its
+// account, charged there once; when the settlement cannot read the ticket
+// after a move, no account is left counting the request in flight (the
+// counts went to -1 and +1 for good before).
+func TestMoveWithTicketStoreFailures(t *testing.T) {
+	for _, failGet := range []bool{false, true} {
+		t.Run(map[bool]string{false: "write fails during the move", true: "read fails at settlement"}[failGet], func(t *testing.T) {
+			tickets := &failingTickets{}
+			h := newHarness(t, harnessOpts{admit: true, tickets: func(k keypool.Tickets) keypool.Tickets {
+				tickets.Tickets = k
+				return tickets
+			}})
+			front := h.open(t, RoleFront)
+			front.roundTrip(postMessages("x-api-key", shopKey))
+			front.roundTrip(reqBody(helloBody, true))
+			ids := h.tickets.IDs()
+			if len(ids) != 1 {
+				t.Fatalf("tickets %v", ids)
+			}
+			id := ids[0]
+			t1, _, _ := h.tickets.Get(context.Background(), id)
+			tickets.put.Store(!failGet)
+			_, resp1 := upstreamAttempt(t, h, []string{HeaderRequestID, id}, []string{":status", "429", "retry-after", "20"})
+			t2, _, _ := h.tickets.Get(context.Background(), id)
+			if moved := t2.Account != t1.Account; moved != failGet || resp1.removes("retry-after") != failGet {
+				t.Fatalf("moved %v (ticket on %s), retry-after dropped %v", moved, t2.Account, resp1.removes("retry-after"))
+			}
+			tickets.get.Store(failGet)
+			_, resp2 := upstreamAttempt(t, h, []string{HeaderRequestID, id, "x-envoy-attempt-count", "2"}, []string{":status", "200"})
+			front.roundTrip(respHeaders(false, ":status", "200", "content-type", "application/json", HeaderAccount, resp2.set[HeaderAccount]))
+			front.roundTrip(respBody(jsonResponse, true))
+			front.close()
+			eventually(t, "settlement", func() bool { return inFlight(h) == 0 })
+			for i, a := range h.pool.Accounts() {
+				if n := a.InFlight(); n != 0 {
+					t.Errorf("%s: in flight %d", a.Name, n)
+				}
+				if failGet {
+					continue
+				}
+				want := [3]int64{50, 30000, 8000} // never used
+				if a.Name == t1.Account {
+					want = [3]int64{49, 30000 - 29, 8000 - 15} // served, charged once
+				}
+				if got := remaining(t, h, i); got != want {
+					t.Errorf("%s: remaining %v, want %v", a.Name, got, want)
+				}
+			}
+		})
 	}
 }

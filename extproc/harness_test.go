@@ -49,6 +49,8 @@ type harnessOpts struct {
 	policy          func(*harness) *FrontPolicy // nil: no routing policy
 	admit           bool                        // reserve before sending (memory buckets on the harness clock)
 	maxWait         time.Duration               // admission deadline (default 2 s)
+	// tickets, when set, wraps the ticket store the processors use.
+	tickets func(keypool.Tickets) keypool.Tickets
 }
 
 func defaultAccounts() []config.Account {
@@ -88,9 +90,13 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			o.maxWait = 2 * time.Second
 		}
 		h.tickets = keypool.NewMemoryTickets(time.Hour, nil)
-		front.WithAdmission(FrontAdmission{Queue: admission.New(h.pool, nil), Pool: h.pool, Tickets: h.tickets,
+		var tickets keypool.Tickets = h.tickets
+		if o.tickets != nil {
+			tickets = o.tickets(tickets)
+		}
+		front.WithAdmission(FrontAdmission{Queue: admission.New(h.pool, nil), Pool: h.pool, Tickets: tickets,
 			MaxWait: o.maxWait, Affinity: true})
-		upstream.WithTickets(h.tickets)
+		upstream.WithTickets(tickets)
 	}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(int(o.maxRequestBytes) + 1<<20))
 	extprocv3.RegisterExternalProcessorServer(srv, NewServer(front, upstream, log, h.metrics))

@@ -152,16 +152,15 @@ func refused(status int) bool {
 func (s *upstreamStream) moveReservation(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	moved, _, err := s.u.pool.Move(ctx, s.res, s.ticket.Model)
-	if err != nil || moved == nil {
-		return false
+	// The ticket names the new account before the old reservation is
+	// refunded: a failed write leaves the request where it was.
+	moved, _, err := s.u.pool.Move(ctx, s.res, s.ticket.Model, func(moved *keypool.Reservation) error {
+		return s.u.tickets.Put(ctx, s.requestID, keypool.TicketOf(moved, s.ticket.Model))
+	})
+	if err != nil {
+		s.u.log.Log(ctx, breaker.LogLevel(err), "reservation not moved: the retry keeps its account", "request_id", s.requestID, "err", err)
 	}
-	if err := s.u.tickets.Put(ctx, s.requestID, keypool.TicketOf(moved, s.ticket.Model)); err != nil {
-		// The retry would not find it: give it back.
-		_ = s.u.pool.Settle(ctx, moved, anthropic.Usage{}, false)
-		return false
-	}
-	return true
+	return err == nil && moved != nil
 }
 
 // Close implements [StreamProcessor].

@@ -69,7 +69,7 @@ func TestTenantConcurrencyAcrossAccountsAndMoves(t *testing.T) {
 	// Another tenant is not affected.
 	other := mustReserve(t, p, Need{Model: "m", Input: 10, Tenant: "search", TenantConcurrency: 2})
 	// A retry moves r1 to the other account: the tenant keeps one lease for it.
-	moved, _, err := p.Move(ctx, r1, "m")
+	moved, _, err := p.Move(ctx, r1, "m", nil)
 	if err != nil || moved == nil {
 		t.Fatalf("Move: %v %v", moved, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
@@ -45,6 +46,10 @@ type Reservation struct {
 	renew     *renewer
 	at        time.Time // when it was taken
 	outBefore int64     // the output bucket before it (see Account.capCharge)
+	// counted is the account this replica counts the request in flight on,
+	// from Reserve until Settle or Release; nil for a reservation rebuilt
+	// from a ticket (Resume), which another stream counts.
+	counted atomic.Pointer[Account]
 }
 
 // ErrNoKey is returned when no key of the pool is in service.
@@ -137,6 +142,7 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 			r := &Reservation{Account: a, Class: class, Requests: 1, Input: need.Input, Output: need.Output,
 				Leases: append(append([]Lease(nil), held...), acctLease...),
 				at:     p.now(), outBefore: a.outputBefore(class, need.Output, d)}
+			r.counted.Store(a)
 			if len(r.Leases) > 0 {
 				r.renew = p.startRenewer(r.Leases)
 			}
@@ -168,14 +174,12 @@ func (p *Pool) reserveOn(ctx context.Context, cands []candidate, class Class, ne
 // Not while another request is in flight: that one may reach Anthropic
 // later, after this one has produced more than the bucket held, and find
 // it empty. notAlone reports that debt was not allowed for that reason.
-// (In flight is per replica: with several replicas sharing Redis, one
-// replica's request in transit is not seen by another, which may then
-// start one into debt; Anthropic would refuse the late one with a 429 that
-// is retried on another account. A retry moved to another account by
-// another replica's upstream processor also leaves the two replicas'
-// counts off by one on the two accounts until they restart: debt is then
-// off on one of them, and on the other a request may start into debt with
-// one other in flight, with the same possible 429.)
+// (In flight is per replica, and counts a request on the account it was
+// admitted to until it ends, a retry moved elsewhere included: with
+// several replicas sharing Redis, or after such a move, a request in
+// transit on an account may not be seen, and another may then start into
+// debt there; Anthropic would refuse the late one with a 429 that is
+// retried on another account.)
 func (p *Pool) take(ctx context.Context, a *Account, class Class, need Need) (d bucket.Decision, notAlone bool, err error) {
 	// Counted in flight first, so that of two requests starting at once
 	// only one can find the account empty.
@@ -291,7 +295,13 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 	if r == nil || r.Account == nil {
 		return nil
 	}
-	defer p.release(r.Account)
+	defer p.notify()
+	p.Release(r)
+	return p.settle(ctx, r, u, reached)
+}
+
+// settle is Settle without ending the count in flight.
+func (p *Pool) settle(ctx context.Context, r *Reservation, u anthropic.Usage, reached bool) error {
 	r.renew.halt()
 	if len(r.Leases) > 0 {
 		p.releaseLeases(context.WithoutCancel(ctx), r.Leases)
@@ -322,14 +332,25 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 }
 
 // Move takes r's need to another account, for a retry after r's account
-// refused the attempt: it reserves there first and only then refunds r. It
-// returns a nil reservation, leaving r in place, when no other account can
-// take it now, with how long until one should (zero: there is no other
-// account).
-func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reservation, time.Duration, error) {
+// refused the attempt: it reserves there, has record write the new
+// reservation down (the ticket the next attempt and the settlement read;
+// nil: nothing to write), and only then refunds r. It returns a nil reservation, leaving r in
+// place, when no other account can take it now, with how long until one
+// should (zero: there is no other account), or when record fails (the new
+// reservation is refunded). A move does not change which account this
+// replica counts the request in flight on: the stream that reserved it
+// counts it on the account it was admitted to until it ends.
+func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record func(*Reservation) error) (*Reservation, time.Duration, error) {
 	moved, wait, err := p.Reserve(ctx, Need{Model: model, Input: r.Input, Output: r.Output, Exclude: r.Account})
 	if err != nil || moved == nil {
 		return nil, wait, err
+	}
+	p.Release(moved)
+	if record != nil {
+		if err := record(moved); err != nil {
+			_ = p.Settle(ctx, moved, anthropic.Usage{}, false)
+			return nil, 0, err
+		}
 	}
 	// The tenant's lease travels with the request; the account's does not.
 	var keep []Lease
@@ -344,15 +365,25 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string) (*Reserva
 	if len(moved.Leases) > 0 && moved.renew == nil {
 		moved.renew = p.startRenewer(moved.Leases)
 	}
-	if err := p.Settle(ctx, r, anthropic.Usage{}, false); err != nil {
+	err = p.settle(ctx, r, anthropic.Usage{}, false)
+	p.notify()
+	if err != nil {
 		p.log.Log(ctx, breaker.LogLevel(err), "refund of a moved reservation failed", "account", r.Account.Name, "err", err)
 	}
 	return moved, 0, nil
 }
 
-func (p *Pool) release(a *Account) {
-	p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(-1)))
-	p.notify()
+// Release ends this replica's count of r in flight, once, without
+// settling it: for a stream that reserved r and whose request was settled
+// through another reservation (moved to another account by a retry).
+func (p *Pool) Release(r *Reservation) {
+	if r == nil {
+		return
+	}
+	if a := r.counted.Swap(nil); a != nil {
+		p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(-1)))
+		p.notify()
+	}
 }
 
 // Changed returns a channel closed the next time capacity may have freed

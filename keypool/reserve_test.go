@@ -362,21 +362,32 @@ func TestReserveTooLargeAndMove(t *testing.T) {
 	}
 	r := mustReserve(t, p, Need{Model: "m", Input: 5000, Output: 100})
 	from := r.Account
-	moved, _, err := p.Move(ctx, r, "m")
+	moved, _, err := p.Move(ctx, r, "m", nil)
 	if err != nil || moved == nil || moved.Account == from {
 		t.Fatalf("Move: %+v %v", moved, err)
 	}
-	if from.InFlight() != 0 || moved.Account.InFlight() != 1 {
+	// Counted in flight where it was admitted until its stream releases it.
+	if from.InFlight() != 1 || moved.Account.InFlight() != 0 {
 		t.Errorf("in flight: from %d to %d", from.InFlight(), moved.Account.InFlight())
 	}
 	d, _ := p.engine.Peek(ctx, from.requests(Sonnet, 0, 0, 0))
 	if d.Buckets[axITPM].Remaining != 30000 {
 		t.Errorf("the refused account keeps %d ITPM reserved", 30000-d.Buckets[axITPM].Remaining)
 	}
+	d, _ = p.engine.Peek(ctx, moved.Account.requests(Sonnet, 0, 0, 0))
+	if d.Buckets[axITPM].Remaining != 25000 {
+		t.Errorf("the new account has %d ITPM reserved, want 5000", 30000-d.Buckets[axITPM].Remaining)
+	}
+	p.Settle(ctx, moved, anthropic.Usage{}, false)
+	p.Release(r)
+	p.Release(r) // once only
+	if from.InFlight() != 0 || moved.Account.InFlight() != 0 {
+		t.Errorf("in flight after the request: from %d to %d", from.InFlight(), moved.Account.InFlight())
+	}
 	// With only the refused account left, there is no alternative.
 	solo, _, _ := reservePool(t, config.Account{Name: "org-a", Limits: tier1, Keys: []config.Key{{ID: "a1", Key: "k"}}})
 	r = mustReserve(t, solo, Need{Model: "m", Input: 10})
-	if m, wait, err := solo.Move(ctx, r, "m"); m != nil || wait != 0 || err != nil {
+	if m, wait, err := solo.Move(ctx, r, "m", nil); m != nil || wait != 0 || err != nil {
 		t.Errorf("Move with no other account = %v %v %v", m, wait, err)
 	}
 }
@@ -438,5 +449,32 @@ func TestAccountGauges(t *testing.T) {
 	p.ObserveClass(p.Key("a1"), Sonnet, 200, &none)
 	if got := testutil.ToFloat64(m.health.WithLabelValues("org-a")); got != 0.91 {
 		t.Errorf("health gauge %v, want 0.91", got)
+	}
+}
+
+// TestMoveKeepsTheRequestWhenRecordFails: the new reservation could not be
+// written down (the ticket store failed): the request stays where it was,
+// reserved there, and the new account is refunded.
+func TestMoveKeepsTheRequestWhenRecordFails(t *testing.T) {
+	p, _, _ := reservePool(t)
+	ctx := context.Background()
+	r := mustReserve(t, p, Need{Model: "m", Input: 5000, Output: 100})
+	broken := errors.New("ticket store down")
+	moved, _, err := p.Move(ctx, r, "m", func(*Reservation) error { return broken })
+	if moved != nil || !errors.Is(err, broken) {
+		t.Fatalf("Move = %v, %v; want nil and the record error", moved, err)
+	}
+	for _, a := range p.accounts {
+		d, _ := p.engine.Peek(ctx, a.requests(Sonnet, 0, 0, 0))
+		want := int64(30000)
+		if a == r.Account {
+			want = 25000
+		}
+		if got := d.Buckets[axITPM].Remaining; got != want {
+			t.Errorf("%s: ITPM remaining %d, want %d", a.Name, got, want)
+		}
+		if n, want := a.InFlight(), map[bool]int64{true: 1, false: 0}[a == r.Account]; n != want {
+			t.Errorf("%s: in flight %d, want %d", a.Name, n, want)
+		}
 	}
 }
