@@ -40,8 +40,8 @@ func (s *Server) decide(ctx context.Context, w *work, req *rlspb.RateLimitReques
 		per := time.Duration(0)
 		override := d.GetLimit() != nil
 		if override {
-			it.rule, per = overrideRule(domain, es, d.GetLimit())
-			it.metricKey = it.rule.Key
+			it.rule, per, it.metricKey = overrideRule(domain, es, d.GetLimit())
+			it.dynamic = true
 		} else {
 			m := cfg.Lookup(domain, es)
 			it.rule, it.metricKey, it.dynamic, shared = m.Rule, m.MetricKey, m.Dynamic, m.Shared

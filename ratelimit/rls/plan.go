@@ -92,30 +92,35 @@ func stripReserved(it *item, es []*rlv3.RateLimitDescriptor_Entry) []*rlv3.RateL
 	return es
 }
 
-// overrideRule builds the rule of a descriptor's limit override.
-func overrideRule(domain string, es []*rlv3.RateLimitDescriptor_Entry, o *rlv3.RateLimitDescriptor_RateLimitOverride) (*rlsconfig.Rule, time.Duration) {
+// overrideRule builds the rule of a descriptor's limit override. Its key
+// names the descriptor's keys (domain.k1.k2); metricKey adds their values
+// (domain.k1_v1.k2_v2), as envoyproxy/ratelimit's stats do. The values
+// come from requests, so metricKey is a dynamic stats key: bounded by
+// MaxDynamicKeys, past which they count under the rule's key.
+func overrideRule(domain string, es []*rlv3.RateLimitDescriptor_Entry, o *rlv3.RateLimitDescriptor_RateLimitOverride) (r *rlsconfig.Rule, per time.Duration, metricKey string) {
 	unit := rlspb.RateLimitResponse_RateLimit_Unit(o.GetUnit())
 	mult := uint32(1)
 	if m := o.GetUnitMultiplier(); m != nil && m.GetValue() > 0 {
 		mult = m.GetValue()
 	}
-	key := domain
+	key, metricKey := domain, domain
 	last := ""
 	for _, e := range es {
 		key += "." + e.GetKey()
+		metricKey += "." + e.GetKey()
 		if e.GetValue() != "" {
-			key += "_" + e.GetValue()
+			metricKey += "_" + e.GetValue()
 		}
 		last = e.GetKey()
 	}
-	r := &rlsconfig.Rule{
+	r = &rlsconfig.Rule{
 		Key: key, Domain: domain, DescriptorKey: last, Unit: unit, RequestsPerUnit: o.GetRequestsPerUnit(),
 		Limit: &rlspb.RateLimitResponse_RateLimit{RequestsPerUnit: o.GetRequestsPerUnit(), Unit: unit},
 	}
 	if mult > 1 {
 		r.Limit.UnitMultiplier = wrapperspb.UInt32(mult)
 	}
-	return r, rlsconfig.UnitDuration(unit) * time.Duration(mult)
+	return r, rlsconfig.UnitDuration(unit) * time.Duration(mult), metricKey
 }
 
 // classify sets it.kind and its bucket limit from its rule.
