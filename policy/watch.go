@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,19 +16,31 @@ import (
 // the directory is reloaded.
 const DefaultDebounce = 100 * time.Millisecond
 
+// DefaultPoll is how often the directory is re-read without events.
+const DefaultPoll = 10 * time.Second
+
 // Watcher keeps an engine serving the newest good version of a policy
 // directory. It reloads on inotify events (fsnotify) on the directory
 // itself, which sees both ways files get replaced in practice: editors
 // that write a temporary file and rename it over the old one, and
 // Kubernetes ConfigMap volumes, which write a new "..<timestamp>"
 // directory and atomically swap the "..data" symlink the files point
-// through. Events are debounced; an unchanged revision is not reloaded.
+// through. It also follows a directory that is replaced whole: a symlink
+// re-pointed to another directory (git-sync), or a directory removed and
+// created again (the parent directory is watched too, and the directory
+// watched anew after each event), and re-reads the directory every Poll
+// whatever the events. Events are debounced; an unchanged revision is not
+// reloaded.
 type Watcher struct {
 	dir      string
 	engine   *Engine
 	log      *slog.Logger
 	debounce time.Duration
+	// Poll re-reads the directory this often even without events
+	// (DefaultPoll; negative: never).
+	Poll time.Duration
 
+	watched    string     // the directory watched, symlinks resolved (Run's)
 	mu         sync.Mutex // serialises loads
 	failedRev  string     // last revision that failed, not retried until it changes
 	loadedRevs []string   // for tests: revisions swapped in, in order
@@ -42,7 +55,7 @@ func NewWatcher(dir string, e *Engine, log *slog.Logger, debounce time.Duration)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{dir: dir, engine: e, log: log, debounce: debounce}
+	return &Watcher{dir: dir, engine: e, log: log, debounce: debounce, Poll: DefaultPoll}
 }
 
 // Load compiles the directory (parse, Rego tests, sample inputs) and swaps
@@ -97,13 +110,30 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("policy: watch: %w", err)
 	}
 	defer fw.Close()
-	if err := fw.Add(w.dir); err != nil {
-		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
+	if err := w.rewatch(fw); err != nil {
+		// Being replaced right now, perhaps: the parent's events or the
+		// poll will find it.
+		w.log.Warn("policy watch: directory not watched yet", "err", err)
+	}
+	if err := fw.Add(filepath.Dir(filepath.Clean(w.dir))); err != nil {
+		w.log.Warn("policy watch: cannot watch the parent directory: a directory replaced whole is seen only by the poll", "dir", w.dir, "err", err)
 	}
 	_ = w.Load(ctx) // an unchanged revision is skipped; failures are logged and counted
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var poll <-chan time.Time
+	if w.Poll > 0 {
+		t := time.NewTicker(w.Poll)
+		defer t.Stop()
+		poll = t.C
+	}
+	reload := func() {
+		if err := w.rewatch(fw); err != nil {
+			w.log.Warn("policy watch: directory not watched until it is back", "err", err)
+		}
+		_ = w.Load(ctx) // logged and counted by Load
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,7 +153,33 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.log.Warn("policy watch error", "dir", w.dir, "err", err)
 			timer.Reset(w.debounce)
 		case <-timer.C:
-			_ = w.Load(ctx) // logged and counted by Load
+			reload()
+		case <-poll:
+			reload()
 		}
 	}
+}
+
+// rewatch watches the directory anew, as it now resolves: a symlink may
+// have been re-pointed, or the directory removed and created again under
+// the same name (its inode number may even be reused). The old watch is
+// removed first, by name: fsnotify forgets a deleted directory's watch by
+// name when the kernel's notice of it arrives, which would drop a new
+// watch of the same name added before that notice; once removed here, the
+// late notice finds nothing to forget. A change made while no watch is in
+// place is read by the Load that follows.
+func (w *Watcher) rewatch(fw *fsnotify.Watcher) error {
+	r, err := filepath.EvalSymlinks(w.dir)
+	if err != nil {
+		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
+	}
+	if w.watched != "" {
+		_ = fw.Remove(w.watched) // gone already, or not: either way not watched now
+	}
+	if err := fw.Add(r); err != nil {
+		w.watched = ""
+		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
+	}
+	w.watched = r
+	return nil
 }

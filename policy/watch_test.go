@@ -93,3 +93,56 @@ func TestWatcherRunLoadsChangesMadeBeforeItWatched(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitFor(t, "the version written before Run to load", func() bool { return e.Current().Revision != first })
 }
+
+// TestWatcherFollowsReplacedDirectory: the policy directory replaced whole
+// (a symlink re-pointed, as git-sync does; a directory removed and created
+// again) keeps being watched: later swaps and in-place edits load, without
+// the poll. The watcher used to stop seeing changes after the first swap.
+func TestWatcherFollowsReplacedDirectory(t *testing.T) {
+	version := func(reason string) string { return strings.Replace(goodDecision, `"fixed"`, `"`+reason+`"`, 1) }
+	tests := []struct {
+		name    string
+		replace func(t *testing.T, dir, reason string) // replaces dir whole with a version
+	}{
+		{"symlink re-pointed", func(t *testing.T, dir, reason string) {
+			target := filepath.Join(filepath.Dir(dir), "rev-"+reason)
+			must(t, os.Mkdir(target, 0o755))
+			must(t, os.WriteFile(filepath.Join(target, "p.rego"), []byte(version(reason)), 0o644))
+			tmp := dir + ".tmp"
+			must(t, os.Symlink(target, tmp))
+			must(t, os.Rename(tmp, dir))
+		}},
+		{"removed and created again", func(t *testing.T, dir, reason string) {
+			must(t, os.RemoveAll(dir))
+			must(t, os.Mkdir(dir, 0o755))
+			must(t, os.WriteFile(filepath.Join(dir, "p.rego"), []byte(version(reason)), 0o644))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "policy")
+			tt.replace(t, dir, "v1")
+			e := NewEngine(nil, Options{Metrics: NewMetrics(prometheus.NewRegistry())})
+			w := NewWatcher(dir, e, slog.New(slog.DiscardHandler), 10*time.Millisecond)
+			w.Poll = -1
+			must(t, w.Load(context.Background()))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			serving := func(reason string) func() bool {
+				return func() bool {
+					d, err := e.Decide(context.Background(), &Input{Request: Request{Endpoint: "messages", Model: "m"}}, "")
+					return err == nil && d.Reason == reason
+				}
+			}
+			waitFor(t, "v1", serving("v1"))
+			for _, v := range []string{"v2", "v3"} {
+				tt.replace(t, dir, v)
+				waitFor(t, v+" after the directory was replaced", serving(v))
+			}
+			writeRenamed(t, dir, "p.rego", version("v4"))
+			waitFor(t, "an in-place edit after the replacements", serving("v4"))
+		})
+	}
+}
