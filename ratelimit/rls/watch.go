@@ -123,16 +123,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// rewatch follows the directory when it is a symlink that now points
-// elsewhere.
+// rewatch watches the directory anew, as it now resolves: a symlink may
+// have been re-pointed, or the directory removed and created again under
+// the same name (its inode number may even be reused). The old watch is
+// removed first, by name: fsnotify forgets a deleted directory's watch by
+// name when the kernel's notice of it arrives, which would drop a new
+// watch of the same name added before that notice. A change made while no
+// watch is in place is read by the Load that follows.
 func (w *Watcher) rewatch(fw *fsnotify.Watcher) {
 	r, err := filepath.EvalSymlinks(w.dir)
-	if err != nil || r == w.resolved {
+	if err != nil {
 		return
 	}
 	if w.resolved != "" {
-		_ = fw.Remove(w.resolved)
+		_ = fw.Remove(w.resolved) // gone already, or not: either way not watched now
 	}
+	w.resolved = ""
 	if err := fw.Add(r); err != nil {
 		w.log.Warn("rate-limit config: cannot watch", "dir", r, "err", err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -118,4 +119,33 @@ func TestReloadDirSymlinkSwap(t *testing.T) {
 	// And a later edit in the new target is seen too.
 	os.WriteFile(filepath.Join(root, "v2", "a.yaml"), ruleYAML("9"), 0o600)
 	waitFor(t, "reload of an edit in the new target", func() bool { return limitOfDomain(s, "d") == 9 })
+}
+
+// TestReloadDirectoryRemovedAndCreatedAgain: the rules directory deleted
+// and written again under the same name (its inode number may be reused)
+// keeps being watched: later edits load without the poll.
+func TestReloadDirectoryRemovedAndCreatedAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rules")
+	os.Mkdir(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "a.yaml"), ruleYAML("1"), 0o600)
+	s, _ := startWatcher(t, dir)
+	for _, n := range []string{"2", "3"} {
+		os.RemoveAll(dir)
+		os.Mkdir(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "a.yaml"), ruleYAML(n), 0o600)
+		waitFor(t, "reload to "+n+" after the directory was replaced", func() bool { return limitOfDomain(s, "d") == uint32(mustAtoi(t, n)) })
+	}
+	tmp := filepath.Join(dir, ".a.yaml.swp")
+	os.WriteFile(tmp, ruleYAML("4"), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "a.yaml"))
+	waitFor(t, "an in-place edit after the replacements", func() bool { return limitOfDomain(s, "d") == 4 })
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
