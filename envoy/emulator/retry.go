@@ -18,6 +18,7 @@ const (
 	retryRetriable4xx
 	retryRetriableStatusCodes
 	retryReset
+	retryRetriableHeaders
 )
 
 // retryState follows RetryStateImpl for the policy fields the emulator
@@ -25,6 +26,7 @@ const (
 type retryState struct {
 	on        int
 	codes     []uint32
+	headers   []*routev3.HeaderMatcher // retriable_headers
 	remaining uint32
 	next      time.Duration // JitteredExponentialBackOffStrategy::next_interval_
 	max       time.Duration
@@ -36,7 +38,7 @@ func newRetryState(p *routev3.RetryPolicy) *retryState {
 	if p == nil {
 		return nil
 	}
-	rs := &retryState{codes: p.GetRetriableStatusCodes(), remaining: 1}
+	rs := &retryState{codes: p.GetRetriableStatusCodes(), headers: p.GetRetriableHeaders(), remaining: 1}
 	for _, s := range strings.Split(p.GetRetryOn(), ",") {
 		switch strings.TrimSpace(s) {
 		case "5xx":
@@ -51,6 +53,8 @@ func newRetryState(p *routev3.RetryPolicy) *retryState {
 			rs.on |= retryRetriableStatusCodes
 		case "reset":
 			rs.on |= retryReset
+		case "retriable-headers":
+			rs.on |= retryRetriableHeaders
 		}
 	}
 	if rs.on == 0 {
@@ -93,6 +97,15 @@ func (rs *retryState) wouldRetryHeaders(status int, h *headerMap) bool {
 	if rs.on&retryRetriableStatusCodes != 0 {
 		for _, c := range rs.codes {
 			if int(c) == status && c != http.StatusTooEarly {
+				return true
+			}
+		}
+	}
+	if rs.on&retryRetriableHeaders != 0 {
+		// (Envoy also reads x-envoy-retriable-header-names from the
+		// request; not implemented.)
+		for _, m := range rs.headers {
+			if headerMatch(m, h) {
 				return true
 			}
 		}

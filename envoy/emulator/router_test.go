@@ -194,3 +194,27 @@ func TestRouter_UpstreamFilterImmediateResponseIgnored(t *testing.T) {
 	}
 	waitStat(t, e, "cluster.backend.ext_proc.send_immediate_resp_upstream_ignored", 1)
 }
+
+// retriable-headers: a response carrying a header that matches one of
+// retriable_headers is retried, whatever its status; one that does not is
+// the client's answer.
+func TestRouter_RetriableHeaders(t *testing.T) {
+	var calls atomic.Int32
+	up, addr := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("x-retry-me", "yes")
+		} else {
+			w.Header().Set("x-retry-me", "no")
+		}
+		w.WriteHeader(401)
+		_, _ = w.Write([]byte("denied"))
+	})
+	e := startRetry(t, addr, &attemptLog{})
+	r := do(t, e, "GET", "/", "", nil)
+	if r.status != 401 || r.body != "denied" {
+		t.Fatalf("got %d %q", r.status, r.body)
+	}
+	if up.n() != 2 {
+		t.Fatalf("%d attempts, want 2: the first carried the retriable header, the second did not", up.n())
+	}
+}

@@ -31,7 +31,7 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.HeaderMatcher":                                               {"name", "string_match", "present_match", "invert_match"},
 	"envoy.type.matcher.v3.StringMatcher":                                               {"exact", "prefix", "suffix", "contains", "ignore_case"},
 	"envoy.config.route.v3.RouteAction":                                                 {"cluster", "host_rewrite_literal", "timeout", "idle_timeout", "retry_policy", "cluster_not_found_response_code"},
-	"envoy.config.route.v3.RetryPolicy":                                                 {"retry_on", "retriable_status_codes", "num_retries", "retry_back_off", "rate_limited_retry_back_off"},
+	"envoy.config.route.v3.RetryPolicy":                                                 {"retry_on", "retriable_status_codes", "retriable_headers", "num_retries", "retry_back_off", "rate_limited_retry_back_off"},
 	"envoy.config.route.v3.RetryPolicy.RetryBackOff":                                    {"base_interval", "max_interval"},
 	"envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff":                         {"reset_headers", "max_interval"},
 	"envoy.config.route.v3.RetryPolicy.ResetHeader":                                     {"name", "format"},
