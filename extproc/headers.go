@@ -14,12 +14,16 @@ import (
 // Callers can never set them: the front processor removes every header with
 // InternalPrefix that a request arrives with.
 const (
-	InternalPrefix    = "x-guardian-"
-	HeaderBackend     = "x-guardian-backend"    // claude | ollama: Envoy routes on it
-	HeaderTenant      = "x-guardian-tenant"     // the authenticated client's name
-	HeaderRequestID   = "x-guardian-request-id" // also returned to the caller
-	HeaderAccount     = "x-guardian-account"    // response: account that served it
-	HeaderRequestKind = "x-guardian-endpoint"   // messages | count_tokens
+	InternalPrefix  = "x-guardian-"
+	HeaderBackend   = "x-guardian-backend"    // claude | ollama: Envoy routes on it
+	HeaderTenant    = "x-guardian-tenant"     // the authenticated client's name
+	HeaderRequestID = "x-guardian-request-id" // also returned to the caller
+	HeaderAccount   = "x-guardian-account"    // response: account that served it
+	// HeaderRetry, on an upstream response, asks Envoy to retry the attempt
+	// ("key": its key was refused and is out of service, another can take
+	// it); envoy.yaml's retry policy lists it in retriable_headers.
+	HeaderRetry       = "x-guardian-retry"
+	HeaderRequestKind = "x-guardian-endpoint" // messages | count_tokens
 )
 
 // Backend values of HeaderBackend.

@@ -136,9 +136,28 @@ func (s *upstreamStream) ProcessResponseHeaders(ctx context.Context, h *extprocv
 			mut.RemoveHeaders = []string{"retry-after", "retry-after-ms"}
 		}
 	}
+	if status == http.StatusUnauthorized && s.key.Disabled() != "" && s.u.pool.Usable() {
+		// The key was revoked (ObserveClass took it out of service) and the
+		// caller never sent it: retry with another, on the same account
+		// while it has one, else where the reservation moves.
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderRetry, "key"))
+		if s.res != nil && !inService(s.res.Account) {
+			s.moveReservation(ctx)
+		}
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
 	}}, nil
+}
+
+// inService reports whether the account has a key in service.
+func inService(a *keypool.Account) bool {
+	for _, k := range a.Keys {
+		if k.Disabled() == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // refused reports a status Envoy's retry policy retries and that consumed
