@@ -66,19 +66,37 @@ type Key struct {
 	ID      string
 	Account *Account
 	secret  string
-	// disabled holds the reason the key is out of service, or "".
+	now     func() time.Time
+	// disabled holds the reason the key is out of service, or nil; until
+	// when (Unix ns) for a key Anthropic rejected, 0 for good.
 	disabled atomic.Pointer[string]
+	until    atomic.Int64
+	strikes  atomic.Int32 // rejections since the key last served
 }
+
+// Rejected keys come back on trial after rejectedFor, doubling with each
+// rejection in a row up to rejectedMax: a key revoked for good costs one
+// attempt (retried with another key) per hour, a rejection Anthropic makes
+// in error does not take the pool down until a restart.
+const (
+	rejectedFor = time.Minute
+	rejectedMax = time.Hour
+)
 
 // Secret returns the key itself, for the upstream request only.
 func (k *Key) Secret() string { return k.secret }
 
-// Disabled returns why the key is out of service, or "".
+// Disabled returns why the key is out of service, or "" (in service, or
+// back on trial after a rejection).
 func (k *Key) Disabled() string {
-	if r := k.disabled.Load(); r != nil {
-		return *r
+	r := k.disabled.Load()
+	if r == nil {
+		return ""
 	}
-	return ""
+	if u := k.until.Load(); u != 0 && k.now().UnixNano() >= u {
+		return ""
+	}
+	return *r
 }
 
 // Options are a Pool's collaborators; zero values get defaults.
@@ -123,9 +141,9 @@ func New(accounts []config.Account, o Options) *Pool {
 	for _, ca := range accounts {
 		a := newAccount(ca)
 		for _, ck := range ca.Keys {
-			k := &Key{ID: ck.ID, Account: a, secret: ck.Key}
+			k := &Key{ID: ck.ID, Account: a, secret: ck.Key, now: o.Now}
 			if ck.MissingEnv != "" {
-				p.disable(k, "environment variable "+ck.MissingEnv+" is not set")
+				p.disable(k, "environment variable "+ck.MissingEnv+" is not set", 0)
 				p.log.Warn("pool key disabled: set the environment variable and restart",
 					"account", a.Name, "key_id", k.ID, "env", ck.MissingEnv)
 			} else {
@@ -196,7 +214,9 @@ func (a *Account) Reading() (anthropic.RateLimitReading, time.Time) {
 // of class c: its status and anthropic-ratelimit-* headers. A 429 cools the
 // account down until retry-after (or the latest reset it reported); 529
 // and other 5xx cool it down briefly, doubling with each failure in a row
-// (1 s up to 30 s); 401 and 403 take the key out of service.
+// (1 s up to 30 s); 401 and 403 take the key out of service for a minute,
+// doubling while its trials are rejected (up to an hour); a 2xx on trial
+// puts it back.
 func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitReading) {
 	a := k.Account
 	now := p.now()
@@ -246,11 +266,24 @@ func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitR
 		// Wake waiters when the cool-down ends.
 		time.AfterFunc(cool.Sub(now), p.notify)
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		reason := "Anthropic answered " + http.StatusText(status)
-		if p.disable(k, reason) {
-			p.log.Error("pool key disabled: Anthropic rejected it; replace it and restart",
-				"account", a.Name, "key_id", k.ID, "status", status)
+		period := min(rejectedFor<<min(k.strikes.Load(), 10), rejectedMax)
+		if p.disable(k, reason, period) {
+			k.strikes.Add(1)
+			p.log.Error("pool key disabled: Anthropic rejected it; replace it if it was revoked (it is tried again after the period)",
+				"account", a.Name, "key_id", k.ID, "status", status, "period", period.String())
+		}
+	case status >= 200 && status < 300 && k.strikes.Load() > 0 && k.Disabled() == "":
+		// Accepted on trial (an answer to an attempt sent before the
+		// rejection does not count: the key is still out then).
+		if k.strikes.Swap(0) > 0 {
+			k.disabled.Store(nil)
+			k.until.Store(0)
+			p.metrics.keyDisabled.WithLabelValues(a.Name, k.ID).Set(0)
+			p.log.Info("pool key back in service: Anthropic accepted it on trial", "account", a.Name, "key_id", k.ID)
+			p.notify()
 		}
 	}
 }
@@ -296,12 +329,25 @@ func (a *Account) Health() float64 {
 // Metrics returns the pool's metrics.
 func (p *Pool) Metrics() *Metrics { return p.metrics }
 
-// disable takes k out of service; it reports whether k was in service.
-func (p *Pool) disable(k *Key, reason string) bool {
-	if !k.disabled.CompareAndSwap(nil, &reason) {
+// disable takes k out of service, for good (period 0) or for period; it
+// reports whether k was in service (or on trial).
+func (p *Pool) disable(k *Key, reason string, period time.Duration) bool {
+	old := k.disabled.Load()
+	if old != nil && k.Disabled() != "" {
 		return false
 	}
+	until := int64(0)
+	if period > 0 {
+		until = p.now().Add(period).UnixNano()
+	}
+	k.until.Store(until) // before the reason: a reader never sees it with a past until
+	if !k.disabled.CompareAndSwap(old, &reason) {
+		return false // another rejection got there first
+	}
 	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(1)
+	if period > 0 {
+		time.AfterFunc(period, p.notify) // waiters may use it again
+	}
 	return true
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/claude-guardian/claude-guardian/anthropic"
 	"github.com/claude-guardian/claude-guardian/config"
 )
@@ -98,5 +100,51 @@ func TestPoolDisableOnAuthErrors(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "sk-test") {
 		t.Error("a key leaked into the log")
+	}
+}
+
+// A rejected key is out for a minute, then on trial: rejected again, out
+// for twice as long; accepted, back in service for good. An answer to an
+// attempt sent before the rejection does not put it back.
+func TestRejectedKeyBackOnTrial(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var log bytes.Buffer
+	p := newTestPool(t, &now, &log)
+	k := p.Key("a1")
+	var r anthropic.RateLimitReading
+	gauge := func() float64 { return testutil.ToFloat64(p.metrics.keyDisabled.WithLabelValues("org-a", "a1")) }
+
+	p.ObserveClass(k, Sonnet, 401, &r)
+	p.ObserveClass(k, Sonnet, 200, &r) // sent before the rejection
+	steps := []struct {
+		after time.Duration
+		out   bool
+	}{
+		{59 * time.Second, true},
+		{time.Second, false}, // 1 min: on trial
+	}
+	for _, s := range steps {
+		now = now.Add(s.after)
+		if got := k.Disabled() != ""; got != s.out {
+			t.Fatalf("at +%v: out of service %v, want %v", now.Sub(time.Unix(1000, 0)), got, s.out)
+		}
+	}
+	p.ObserveClass(k, Sonnet, 401, &r) // rejected on trial: 2 min
+	now = now.Add(119 * time.Second)
+	if k.Disabled() == "" || gauge() != 1 {
+		t.Fatal("back before twice the period")
+	}
+	now = now.Add(time.Second)
+	if k.Disabled() != "" || p.Pick() == nil {
+		t.Fatal("not on trial after 2 min")
+	}
+	p.ObserveClass(k, Sonnet, 200, &r) // accepted on trial
+	if k.Disabled() != "" || gauge() != 0 || !strings.Contains(log.String(), "back in service") {
+		t.Fatalf("not back in service: %q, gauge %v\n%s", k.Disabled(), gauge(), log.String())
+	}
+	p.ObserveClass(k, Sonnet, 401, &r) // a new rejection starts again at 1 min
+	now = now.Add(time.Minute)
+	if k.Disabled() != "" {
+		t.Error("the period did not start over after the key served")
 	}
 }
