@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,20 +44,11 @@ ratelimit: {config_dir: "` + dir + `"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var l Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
-	return l.RateLimit, func() {
-		stop()
+	s := startServe(t, cfg, io.Discard)
+	return s.RateLimit, func() {
+		s.stop()
 		select {
-		case err := <-done:
+		case err := <-s.done:
 			if err != nil {
 				t.Errorf("Serve: %v", err)
 			}
@@ -141,21 +131,12 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	}
 	cfg.Listen = config.Listen{ExtProc: "127.0.0.1:0", RateLimit: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	var logs logtest.Buffer
-	ctx, stop := context.WithCancel(context.Background())
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	var l Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
-	if r := rlsCall(t, l.RateLimit); r.Statuses[0].GetCurrentLimit().GetRequestsPerUnit() != 50 {
+	s := startServe(t, cfg, &logs)
+	if r := rlsCall(t, s.RateLimit); r.Statuses[0].GetCurrentLimit().GetRequestsPerUnit() != 50 {
 		t.Errorf("embedded rules not in force: %v", r)
 	}
-	stop()
-	if err := <-done; err != nil {
+	s.stop()
+	if err := <-s.done; err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "using the embedded deploy/local/ratelimit") {

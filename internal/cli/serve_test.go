@@ -64,22 +64,37 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// serving is Serve running in the background for a test.
+type serving struct {
+	Listening
+	stop func()       // SIGTERM
+	done <-chan error // what Serve returned
+}
+
+// startServe runs Serve for cfg, logging to out, until it is listening.
+func startServe(t *testing.T, cfg *config.Config, out io.Writer) *serving {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	ready := make(chan Listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(out, nil)), ready) }()
+	select {
+	case l := <-ready:
+		return &serving{Listening: l, stop: stop, done: done}
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+		return nil
+	}
+}
+
 func TestServeAnswersHealthAndDrains(t *testing.T) {
 	cfg, err := config.Parse([]byte(testConfig), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- Serve(ctx, cfg, log, ready) }()
-	var l Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
+	s := startServe(t, cfg, io.Discard)
+	l, stop, done := s.Listening, s.stop, s.done
 	checkHealth(t, l.ExtProc, healthpb.HealthCheckResponse_SERVING)
 	for path, want := range map[string]string{"/healthz": "ok\n", "/readyz": "ready\n"} {
 		if code, body := httpGet(t, "http://"+l.Admin+path); code != 200 || body != want {
@@ -277,18 +292,9 @@ func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var l Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
-	stop() // SIGTERM
+	s := startServe(t, cfg, io.Discard)
+	l, done := s.Listening, s.done
+	s.stop() // SIGTERM
 	start := time.Now()
 	for {
 		if code, _ := httpGet(t, "http://"+l.Admin+"/readyz"); code == http.StatusServiceUnavailable {
