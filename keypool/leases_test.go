@@ -68,15 +68,18 @@ func TestTenantConcurrencyAcrossAccountsAndMoves(t *testing.T) {
 	}
 	// Another tenant is not affected.
 	other := mustReserve(t, p, Need{Model: "m", Input: 10, Tenant: "search", TenantConcurrency: 2})
-	// A retry moves r1 to the other account: the tenant keeps one lease for it.
-	moved, _, err := p.Move(ctx, r1, "m", nil)
+	// A retry moves r1 to the other account: the tenant keeps one lease for
+	// it, and the ticket the move writes carries it to whoever settles.
+	var ticket Ticket
+	moved, _, err := p.Move(ctx, r1, "m", func(m *Reservation) error { ticket = TicketOf(m, "m"); return nil })
 	if err != nil || moved == nil {
 		t.Fatalf("Move: %v %v", moved, err)
 	}
 	if n := held(t, p, tenantLeaseKey("shop")); n != 2 {
 		t.Errorf("tenant leases after a move = %d, want 2", n)
 	}
-	for _, r := range []*Reservation{moved, r2, other} {
+	p.Release(r1)
+	for _, r := range []*Reservation{p.Resume(ticket), r2, other} {
 		p.Settle(ctx, r, anthropic.Usage{}, false)
 	}
 	if n := held(t, p, tenantLeaseKey("shop")); n != 0 {

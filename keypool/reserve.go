@@ -346,19 +346,27 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 		return nil, wait, err
 	}
 	p.Release(moved)
-	if record != nil {
-		if err := record(moved); err != nil {
-			_ = p.Settle(ctx, moved, anthropic.Usage{}, false)
-			return nil, 0, err
-		}
-	}
-	// The tenant's lease travels with the request; the account's does not.
-	var keep []Lease
+	// The tenant's lease travels with the request (in the ticket record
+	// writes, for whoever settles); the account's does not.
+	var keep, tenant []Lease
 	for _, l := range r.Leases {
 		if l.Tenant {
-			moved.Leases = append(moved.Leases, l)
+			tenant = append(tenant, l)
 		} else {
 			keep = append(keep, l)
+		}
+	}
+	own := len(moved.Leases)
+	moved.Leases = append(moved.Leases, tenant...)
+	if record != nil {
+		if err := record(moved); err != nil {
+			moved.Leases = moved.Leases[:own] // the tenant's stays with r
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if rerr := p.Settle(rctx, moved, anthropic.Usage{}, false); rerr != nil {
+				p.log.Log(ctx, breaker.LogLevel(rerr), "refund of a reservation not moved failed", "account", moved.Account.Name, "err", rerr)
+			}
+			return nil, 0, err
 		}
 	}
 	r.Leases = keep
