@@ -49,6 +49,25 @@ func TestAffinityTableLifetime(t *testing.T) {
 	}
 }
 
+// An entry is forgotten with its generation, 2 × affinityEvery after the
+// generation began, however late the next generation started.
+func TestAffinityGenerationExpires(t *testing.T) {
+	a := &Account{Name: "a"}
+	t0 := time.Unix(1_700_000_000, 0)
+	var tab affinityTable
+	tab.store(1, a, t0)
+	tab.store(2, a, t0.Add(7*time.Minute)) // a new generation; 1 is in the older
+	if tab.load(1, t0.Add(2*affinityEvery-time.Second)) != a {
+		t.Error("dropped before 2 × affinityEvery")
+	}
+	if got := tab.load(1, t0.Add(2*affinityEvery)); got != nil {
+		t.Error("kept past 2 × affinityEvery after its last use")
+	}
+	if tab.load(2, t0.Add(2*affinityEvery)) != a {
+		t.Error("the newer generation was dropped")
+	}
+}
+
 // One-off prompts, one per request: the table stays bounded (it kept an
 // entry per request before: 200,000 entries, 23 MB, in review).
 func TestAffinityTableBounded(t *testing.T) {
