@@ -55,6 +55,7 @@ type upstreamStream struct {
 	requestID string
 	ticket    keypool.Ticket
 	res       *keypool.Reservation // the reservation this attempt uses
+	sent      time.Time            // when the attempt got its key
 }
 
 // ProcessRequestHeaders implements [RequestHeadersProcessor].
@@ -86,6 +87,7 @@ func (s *upstreamStream) ProcessRequestHeaders(ctx context.Context, h *extprocv3
 	if s.key == nil {
 		s.key = s.u.pool.Pick()
 	}
+	s.sent = s.u.pool.Now()
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: remove}
 	if s.key != nil && retry {
 		s.u.pool.Metrics().Retried(s.key.Account.Name)
@@ -127,7 +129,7 @@ func (s *upstreamStream) ProcessResponseHeaders(ctx context.Context, h *extprocv
 	if s.res != nil {
 		class = s.res.Class
 	}
-	s.u.pool.ObserveClass(s.key, class, status, &reading)
+	s.u.pool.ObserveSent(s.key, class, status, &reading, s.sent)
 	mut := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 		setHeader(HeaderAccount, s.key.Account.Name),
 	}}
@@ -136,28 +138,24 @@ func (s *upstreamStream) ProcessResponseHeaders(ctx context.Context, h *extprocv
 			mut.RemoveHeaders = []string{"retry-after", "retry-after-ms"}
 		}
 	}
-	if status == http.StatusUnauthorized && s.key.Disabled() != "" && s.u.pool.Usable() {
-		// The key was revoked (ObserveClass took it out of service) and the
-		// caller never sent it: retry with another, on the same account
-		// while it has one, else where the reservation moves.
+	if status == http.StatusUnauthorized && s.key.Disabled() != "" && s.retryElsewhere(ctx) {
+		// The key was revoked (ObserveSent took it out of service) and the
+		// caller never sent it: retry with another.
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderRetry, "key"))
-		if s.res != nil && !inService(s.res.Account) {
-			s.moveReservation(ctx)
-		}
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
 	}}, nil
 }
 
-// inService reports whether the account has a key in service.
-func inService(a *keypool.Account) bool {
-	for _, k := range a.Keys {
-		if k.Disabled() == "" {
-			return true
-		}
+// retryElsewhere reports whether a retry has a key and a reservation to
+// go with: another key of the reservation's account, or the reservation
+// moved to another account (a request without one takes any key).
+func (s *upstreamStream) retryElsewhere(ctx context.Context) bool {
+	if s.res == nil {
+		return s.u.pool.Usable()
 	}
-	return false
+	return s.res.Account.InService() || s.moveReservation(ctx)
 }
 
 // refused reports a status Envoy's retry policy retries and that consumed

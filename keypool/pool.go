@@ -67,12 +67,20 @@ type Key struct {
 	Account *Account
 	secret  string
 	now     func() time.Time
-	// disabled holds the reason the key is out of service, or nil; until
-	// when (Unix ns) for a key Anthropic rejected, 0 for good.
-	disabled atomic.Pointer[string]
-	until    atomic.Int64
+	// disabled is why the key is out of service and until when, or nil;
+	// replaced whole, by compare-and-swap.
+	disabled atomic.Pointer[keyOut]
 	strikes  atomic.Int32 // rejections since the key last served
 }
+
+// keyOut says why a key is out of service, and until when (Unix ns; 0:
+// for good). Past until the key is on trial.
+type keyOut struct {
+	reason string
+	until  int64
+}
+
+func (o *keyOut) over(now time.Time) bool { return o.until != 0 && now.UnixNano() >= o.until }
 
 // Rejected keys come back on trial after rejectedFor, doubling with each
 // rejection in a row up to rejectedMax: a key revoked for good costs one
@@ -89,14 +97,11 @@ func (k *Key) Secret() string { return k.secret }
 // Disabled returns why the key is out of service, or "" (in service, or
 // back on trial after a rejection).
 func (k *Key) Disabled() string {
-	r := k.disabled.Load()
-	if r == nil {
+	o := k.disabled.Load()
+	if o == nil || o.over(k.now()) {
 		return ""
 	}
-	if u := k.until.Load(); u != 0 && k.now().UnixNano() >= u {
-		return ""
-	}
-	return *r
+	return o.reason
 }
 
 // Options are a Pool's collaborators; zero values get defaults.
@@ -218,6 +223,12 @@ func (a *Account) Reading() (anthropic.RateLimitReading, time.Time) {
 // doubling while its trials are rejected (up to an hour); a 2xx on trial
 // puts it back.
 func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitReading) {
+	p.ObserveSent(k, c, status, r, p.now())
+}
+
+// ObserveSent is ObserveClass for an attempt sent at sent: a key on trial
+// comes back only for an attempt sent once its trial began.
+func (p *Pool) ObserveSent(k *Key, c Class, status int, r *anthropic.RateLimitReading, sent time.Time) {
 	a := k.Account
 	now := p.now()
 	p.metrics.upstreamResponses.WithLabelValues(a.Name, statusLabel(status)).Inc()
@@ -275,12 +286,11 @@ func (p *Pool) ObserveClass(k *Key, c Class, status int, r *anthropic.RateLimitR
 			p.log.Error("pool key disabled: Anthropic rejected it; replace it if it was revoked (it is tried again after the period)",
 				"account", a.Name, "key_id", k.ID, "status", status, "period", period.String())
 		}
-	case status >= 200 && status < 300 && k.strikes.Load() > 0 && k.Disabled() == "":
-		// Accepted on trial (an answer to an attempt sent before the
-		// rejection does not count: the key is still out then).
-		if k.strikes.Swap(0) > 0 {
-			k.disabled.Store(nil)
-			k.until.Store(0)
+	case status >= 200 && status < 300:
+		// Accepted on trial: only an attempt sent once the trial began
+		// counts (one sent before the rejection may answer late).
+		if o := k.disabled.Load(); o != nil && o.until != 0 && sent.UnixNano() >= o.until && k.disabled.CompareAndSwap(o, nil) {
+			k.strikes.Store(0)
 			p.metrics.keyDisabled.WithLabelValues(a.Name, k.ID).Set(0)
 			p.log.Info("pool key back in service: Anthropic accepted it on trial", "account", a.Name, "key_id", k.ID)
 			p.notify()
@@ -326,23 +336,26 @@ func (a *Account) Health() float64 {
 	return a.health
 }
 
+// Now is the pool's clock.
+func (p *Pool) Now() time.Time { return p.now() }
+
 // Metrics returns the pool's metrics.
 func (p *Pool) Metrics() *Metrics { return p.metrics }
 
 // disable takes k out of service, for good (period 0) or for period; it
 // reports whether k was in service (or on trial).
 func (p *Pool) disable(k *Key, reason string, period time.Duration) bool {
+	now := p.now()
 	old := k.disabled.Load()
-	if old != nil && k.Disabled() != "" {
+	if old != nil && !old.over(now) {
 		return false
 	}
-	until := int64(0)
+	out := &keyOut{reason: reason}
 	if period > 0 {
-		until = p.now().Add(period).UnixNano()
+		out.until = now.Add(period).UnixNano()
 	}
-	k.until.Store(until) // before the reason: a reader never sees it with a past until
-	if !k.disabled.CompareAndSwap(old, &reason) {
-		return false // another rejection got there first
+	if !k.disabled.CompareAndSwap(old, out) {
+		return false // another rejection, or the trial's acceptance, got there first
 	}
 	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(1)
 	if period > 0 {

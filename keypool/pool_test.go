@@ -129,6 +129,9 @@ func TestRejectedKeyBackOnTrial(t *testing.T) {
 			t.Fatalf("at +%v: out of service %v, want %v", now.Sub(time.Unix(1000, 0)), got, s.out)
 		}
 	}
+	// A late answer to an attempt sent before the trial began says nothing
+	// of the key now: the rejection that follows doubles the period.
+	p.ObserveSent(k, Sonnet, 200, &r, time.Unix(1000, 0))
 	p.ObserveClass(k, Sonnet, 401, &r) // rejected on trial: 2 min
 	now = now.Add(119 * time.Second)
 	if k.Disabled() == "" || gauge() != 1 {
