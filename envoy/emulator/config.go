@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	rlfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
@@ -58,6 +60,10 @@ type cluster struct {
 	connectTimeout time.Duration
 	http2          bool // explicit_http_config http2 (gRPC clusters)
 	upstreamFilter []*extProcConfig
+	// maxRetries is circuit_breakers' DEFAULT-priority max_retries (Envoy's
+	// default 3): retries outstanding at once; retries counts them.
+	maxRetries int64
+	retries    atomic.Int64
 }
 
 // parseBootstrap turns YAML into a validated Bootstrap proto: parsed as
@@ -180,7 +186,12 @@ func buildFilter(name string, tc *anypb.Any, path string, upstream bool) (*httpF
 }
 
 func buildCluster(c *clusterv3.Cluster, path string) (*cluster, error) {
-	cl := &cluster{name: c.GetName(), connectTimeout: dur(c.GetConnectTimeout(), 5*time.Second)}
+	cl := &cluster{name: c.GetName(), connectTimeout: dur(c.GetConnectTimeout(), 5*time.Second), maxRetries: 3}
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRetries() != nil {
+			cl.maxRetries = int64(t.GetMaxRetries().GetValue())
+		}
+	}
 	eps := c.GetLoadAssignment().GetEndpoints()
 	if len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 {
 		return nil, fmt.Errorf("emulator: %s.load_assignment: exactly one endpoint is supported", path)

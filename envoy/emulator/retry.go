@@ -32,6 +32,17 @@ type retryState struct {
 	max       time.Duration
 	reset     []*routev3.RetryPolicy_ResetHeader
 	resetMax  time.Duration
+	held      bool // a retry counted against the cluster's max_retries
+}
+
+// releaseRetry gives back the retry counted against the cluster's
+// max_retries, once the retried attempt's outcome is known (or the request
+// ends), as RetryStateImpl::resetRetry. A nil state holds nothing.
+func (rs *retryState) releaseRetry(c *cluster) {
+	if rs != nil && rs.held {
+		c.retries.Add(-1)
+		rs.held = false
+	}
 }
 
 func newRetryState(p *routev3.RetryPolicy) *retryState {

@@ -79,6 +79,7 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 		return nil, lr
 	}
 	rs := newRetryState(ra.GetRetryPolicy())
+	defer rs.releaseRetry(c)
 	body := s.upstreamBody(rs != nil)
 	retried := false
 	for attempt := 1; ; attempt++ {
@@ -93,6 +94,7 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 		s.e.stats.inc(cs + "upstream_rq_total")
 		rd, length := body.attempt()
 		res := s.e.send(ctx, c, h, rd, length)
+		rs.releaseRetry(c) // RetryStateImpl::resetRetry: this attempt's outcome is in
 		if res.err != nil {
 			finishAll(ufs)
 			if cause := context.Cause(ctx); ctx.Err() != nil {
@@ -102,7 +104,7 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 				s.e.stats.inc(cs + "upstream_cx_connect_fail")
 			}
 			if rs != nil && rs.wouldRetryReset(res.connectFailure) && body.replayable() {
-				if d, ok := s.retry(rs, cs, nil); ok {
+				if d, ok := s.retry(rs, c, cs, nil); ok {
 					retried = true
 					if err := sleepCtx(ctx, d); err != nil {
 						return fail(timeoutReply(err))
@@ -136,7 +138,7 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 		}
 		status, _ := strconv.Atoi(rh.value(":status"))
 		if rs != nil && rs.wouldRetryHeaders(status, rh) && body.replayable() {
-			if d, ok := s.retry(rs, cs, rh); ok {
+			if d, ok := s.retry(rs, c, cs, rh); ok {
 				retried = true
 				_ = res.resp.Body.Close()
 				finishAll(ufs)
@@ -163,12 +165,21 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 }
 
 // retry decides one retry (RetryStateImpl::shouldRetry) and its back-off.
-func (s *stream) retry(rs *retryState, cs string, rh *headerMap) (time.Duration, bool) {
+// retry is RetryStateImpl::shouldRetry for an attempt Envoy would retry:
+// within num_retries and the cluster's max_retries (the retry, counted from
+// here until the next attempt's outcome, see retryHeld), the back-off.
+func (s *stream) retry(rs *retryState, c *cluster, cs string, rh *headerMap) (time.Duration, bool) {
 	if rs.remaining == 0 {
 		s.e.stats.inc(cs + "upstream_rq_retry_limit_exceeded")
 		return 0, false
 	}
 	rs.remaining--
+	if c.retries.Load() >= c.maxRetries {
+		s.e.stats.inc(cs + "upstream_rq_retry_overflow")
+		return 0, false
+	}
+	c.retries.Add(1)
+	rs.held = true
 	s.e.stats.inc(cs + "upstream_rq_retry")
 	if rh != nil {
 		if d, ok := rs.resetInterval(rh, time.Now()); ok && d > time.Millisecond {

@@ -218,3 +218,55 @@ func TestRouter_RetriableHeaders(t *testing.T) {
 		t.Fatalf("%d attempts, want 2: the first carried the retriable header, the second did not", up.n())
 	}
 }
+
+// circuit_breakers max_retries bounds the retries outstanding on a cluster
+// at once (RetryStateImpl::shouldRetry): a retry is counted from when it is
+// scheduled until the retried attempt's outcome is in; past the bound the
+// response goes to the client and upstream_rq_retry_overflow counts it.
+// Envoy's default bound is 3.
+func TestRouter_RetryOverflow(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		edit     string
+		max      int
+		requests int
+	}{
+		{"default 3", "", 3, 5},
+		{"max_retries 1", "\n    circuit_breakers: {thresholds: [{max_retries: 1}]}", 1, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			firsts := make(chan struct{}, tt.requests)
+			_, addr := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("x-envoy-attempt-count") == "1" {
+					firsts <- struct{}{}
+					w.Header().Set("retry-after", "2") // the retries stay outstanding while the others arrive
+					w.WriteHeader(429)
+					return
+				}
+				_, _ = w.Write([]byte("ok"))
+			})
+			_, paddr := startProc(t, upstreamProc(&attemptLog{}))
+			b, err := os.ReadFile("testdata/retry.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := strings.Replace(string(b), "  - name: backend\n    type: STATIC", "  - name: backend\n    type: STATIC"+tt.edit, 1)
+			e := start(t, []byte(y), Options{Clusters: map[string]string{"proc": paddr, "backend": addr}})
+			statuses := make(chan int, tt.requests)
+			for range tt.requests {
+				go func() { statuses <- do(t, e, "POST", "/v1/messages", "body", nil).status }()
+				<-firsts // one at a time, so the retries are scheduled in order
+			}
+			got := map[int]int{}
+			for range tt.requests {
+				got[<-statuses]++
+			}
+			if got[200] != tt.max || got[429] != tt.requests-tt.max {
+				t.Fatalf("statuses %v: want %d retried (200) and the rest overflowing (429)", got, tt.max)
+			}
+			if s := e.Stats(); s["cluster.backend.upstream_rq_retry_overflow"] != uint64(tt.requests-tt.max) {
+				t.Errorf("overflow stat %d", s["cluster.backend.upstream_rq_retry_overflow"])
+			}
+		})
+	}
+}
