@@ -435,3 +435,19 @@ func TestRateLimit_ApplyOnStreamDoneSeesUpstreamFilterHeaderMutations(t *testing
 	}
 	waitStreamDone(t, g.e, 0, 0)
 }
+
+// The shipped anthropic cluster allows many retries outstanding: at
+// Envoy's default of 3, a burst of 429s would reach callers.
+func TestEnvoyYAML_AnthropicRetryBudget(t *testing.T) {
+	b, err := os.ReadFile("../envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.cfg.clusters["anthropic"].maxRetries; n < 1000 {
+		t.Errorf("anthropic cluster max_retries = %d", n)
+	}
+}
