@@ -94,8 +94,8 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 		s.e.stats.inc(cs + "upstream_rq_total")
 		rd, length := body.attempt()
 		res := s.e.send(ctx, c, h, rd, length)
-		rs.releaseRetry(c) // RetryStateImpl::resetRetry: this attempt's outcome is in
 		if res.err != nil {
+			rs.releaseRetry(c) // RetryStateImpl::resetRetry, in shouldRetryReset
 			finishAll(ufs)
 			if cause := context.Cause(ctx); ctx.Err() != nil {
 				return fail(timeoutReply(cause))
@@ -136,6 +136,9 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 				return fail(lr)
 			}
 		}
+		// RetryStateImpl::resetRetry, in shouldRetryHeaders: once the
+		// upstream filters have had the headers.
+		rs.releaseRetry(c)
 		status, _ := strconv.Atoi(rh.value(":status"))
 		if rs != nil && rs.wouldRetryHeaders(status, rh) && body.replayable() {
 			if d, ok := s.retry(rs, c, cs, rh); ok {
@@ -164,10 +167,10 @@ func (s *stream) runRouter() (*upstreamResponse, *localReply) {
 	}
 }
 
-// retry decides one retry (RetryStateImpl::shouldRetry) and its back-off.
 // retry is RetryStateImpl::shouldRetry for an attempt Envoy would retry:
-// within num_retries and the cluster's max_retries (the retry, counted from
-// here until the next attempt's outcome, see retryHeld), the back-off.
+// within num_retries and the cluster's max_retries (the retry is counted
+// from here until the retried attempt's outcome, see releaseRetry), and
+// its back-off.
 func (s *stream) retry(rs *retryState, c *cluster, cs string, rh *headerMap) (time.Duration, bool) {
 	if rs.remaining == 0 {
 		s.e.stats.inc(cs + "upstream_rq_retry_limit_exceeded")

@@ -253,13 +253,26 @@ func TestRouter_RetryOverflow(t *testing.T) {
 			y := strings.Replace(string(b), "  - name: backend\n    type: STATIC", "  - name: backend\n    type: STATIC"+tt.edit, 1)
 			e := start(t, []byte(y), Options{Clusters: map[string]string{"proc": paddr, "backend": addr}})
 			statuses := make(chan int, tt.requests)
+			// A failing do ends its goroutine: wait with a bound.
+			wait := func(ch <-chan struct{}, what string) {
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no %s after 10 s", what)
+				}
+			}
 			for range tt.requests {
 				go func() { statuses <- do(t, e, "POST", "/v1/messages", "body", nil).status }()
-				<-firsts // one at a time, so the retries are scheduled in order
+				wait(firsts, "first attempt") // one at a time, so the retries are scheduled in order
 			}
 			got := map[int]int{}
 			for range tt.requests {
-				got[<-statuses]++
+				select {
+				case s := <-statuses:
+					got[s]++
+				case <-time.After(10 * time.Second):
+					t.Fatalf("statuses so far %v", got)
+				}
 			}
 			if got[200] != tt.max || got[429] != tt.requests-tt.max {
 				t.Fatalf("statuses %v: want %d retried (200) and the rest overflowing (429)", got, tt.max)
