@@ -67,17 +67,19 @@ type Key struct {
 	Account *Account
 	secret  string
 	now     func() time.Time
-	// disabled is why the key is out of service and until when, or nil;
-	// replaced whole, by compare-and-swap.
+	// disabled is why the key is out of service and until when, or nil:
+	// read without a lock, replaced whole under mu (with the gauge).
 	disabled atomic.Pointer[keyOut]
-	strikes  atomic.Int32 // rejections since the key last served
+	mu       sync.Mutex
 }
 
 // keyOut says why a key is out of service, and until when (Unix ns; 0:
-// for good). Past until the key is on trial.
+// for good). Past until the key is on trial. strikes counts the
+// rejections in a row, which set the period.
 type keyOut struct {
-	reason string
-	until  int64
+	reason  string
+	until   int64
+	strikes int
 }
 
 func (o *keyOut) over(now time.Time) bool { return o.until != 0 && now.UnixNano() >= o.until }
@@ -148,7 +150,7 @@ func New(accounts []config.Account, o Options) *Pool {
 		for _, ck := range ca.Keys {
 			k := &Key{ID: ck.ID, Account: a, secret: ck.Key, now: o.Now}
 			if ck.MissingEnv != "" {
-				p.disable(k, "environment variable "+ck.MissingEnv+" is not set", 0)
+				p.disable(k, "environment variable "+ck.MissingEnv+" is not set", false)
 				p.log.Warn("pool key disabled: set the environment variable and restart",
 					"account", a.Name, "key_id", k.ID, "env", ck.MissingEnv)
 			} else {
@@ -279,23 +281,31 @@ func (p *Pool) ObserveSent(k *Key, c Class, status int, r *anthropic.RateLimitRe
 	}
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		reason := "Anthropic answered " + http.StatusText(status)
-		period := min(rejectedFor<<min(k.strikes.Load(), 10), rejectedMax)
-		if p.disable(k, reason, period) {
-			k.strikes.Add(1)
+		if period, ok := p.disable(k, "Anthropic answered "+http.StatusText(status), true); ok {
 			p.log.Error("pool key disabled: Anthropic rejected it; replace it if it was revoked (it is tried again after the period)",
 				"account", a.Name, "key_id", k.ID, "status", status, "period", period.String())
 		}
 	case status >= 200 && status < 300:
-		// Accepted on trial: only an attempt sent once the trial began
-		// counts (one sent before the rejection may answer late).
-		if o := k.disabled.Load(); o != nil && o.until != 0 && sent.UnixNano() >= o.until && k.disabled.CompareAndSwap(o, nil) {
-			k.strikes.Store(0)
-			p.metrics.keyDisabled.WithLabelValues(a.Name, k.ID).Set(0)
+		if o := k.disabled.Load(); o != nil && p.accept(k, sent) {
 			p.log.Info("pool key back in service: Anthropic accepted it on trial", "account", a.Name, "key_id", k.ID)
-			p.notify()
 		}
 	}
+}
+
+// accept puts a key on trial back in service when the accepted attempt was
+// sent once the trial began (one sent before the rejection may answer
+// late); it reports whether it did.
+func (p *Pool) accept(k *Key, sent time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	o := k.disabled.Load()
+	if o == nil || o.until == 0 || sent.UnixNano() < o.until {
+		return false
+	}
+	k.disabled.Store(nil)
+	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(0)
+	p.notify()
+	return true
 }
 
 // checkLimits logs and exports a limit Anthropic reports that differs from
@@ -342,26 +352,31 @@ func (p *Pool) Now() time.Time { return p.now() }
 // Metrics returns the pool's metrics.
 func (p *Pool) Metrics() *Metrics { return p.metrics }
 
-// disable takes k out of service, for good (period 0) or for period; it
-// reports whether k was in service (or on trial).
-func (p *Pool) disable(k *Key, reason string, period time.Duration) bool {
+// disable takes k out of service: for good, or (trial) for rejectedFor,
+// doubled for each rejection in a row. It reports the period and whether k
+// was in service (or on trial).
+func (p *Pool) disable(k *Key, reason string, trial bool) (time.Duration, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	now := p.now()
 	old := k.disabled.Load()
 	if old != nil && !old.over(now) {
-		return false
+		return 0, false
 	}
 	out := &keyOut{reason: reason}
-	if period > 0 {
+	var period time.Duration
+	if trial {
+		if old != nil {
+			out.strikes = old.strikes
+		}
+		period = min(rejectedFor<<min(out.strikes, 10), rejectedMax)
+		out.strikes++
 		out.until = now.Add(period).UnixNano()
-	}
-	if !k.disabled.CompareAndSwap(old, out) {
-		return false // another rejection, or the trial's acceptance, got there first
-	}
-	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(1)
-	if period > 0 {
 		time.AfterFunc(period, p.notify) // waiters may use it again
 	}
-	return true
+	k.disabled.Store(out)
+	p.metrics.keyDisabled.WithLabelValues(k.Account.Name, k.ID).Set(1)
+	return period, true
 }
 
 // retryWait is how long a 429 keeps the account out: retry-after when
