@@ -56,6 +56,8 @@ type stackOpts struct {
 	log io.Writer
 	// edit, when set, rewrites guardian.yaml.
 	edit func(string) string
+	// ollamaDown leaves Envoy's ollama cluster on a closed port.
+	ollamaDown bool
 }
 
 func startStack(t *testing.T, o stackOpts) *stack {
@@ -90,7 +92,7 @@ func startStack(t *testing.T, o stackOpts) *stack {
 		t.Fatal(err)
 	}
 	st, err := runstack.Start(context.Background(), runstack.Options{
-		Anthropic: fa, Ollama: fo, GuardianYAML: []byte(yamlText), EnvoyYAML: envoyYAML,
+		Anthropic: fa, Ollama: ollamaHandler(fo, o.ollamaDown), GuardianYAML: []byte(yamlText), EnvoyYAML: envoyYAML,
 		Log: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)),
 	})
 	if err != nil {
@@ -136,4 +138,12 @@ func readMetric(t *testing.T, s *stack, series string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// ollamaHandler is the fake Ollama, or nil (a closed port) when it is down.
+func ollamaHandler(fo *fakeollama.Server, down bool) http.Handler {
+	if down {
+		return nil
+	}
+	return fo
 }

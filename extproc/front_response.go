@@ -2,7 +2,9 @@ package extproc
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -19,20 +21,25 @@ import (
 // internal header, removed here) and whether the body is an SSE stream.
 func (s *frontStream) ProcessResponseHeaders(_ context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
 	var remove []string
+	ct, answered := "", false // answered: the upstream processor saw Anthropic's answer
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.Key; {
 		case k == ":status":
 			s.status, _ = strconv.Atoi(headerValue(hv))
 		case k == "content-type":
-			s.sse = strings.HasPrefix(strings.ToLower(headerValue(hv)), "text/event-stream")
+			ct = strings.ToLower(headerValue(hv))
+			s.sse = strings.HasPrefix(ct, "text/event-stream")
 		case k == HeaderAccount:
-			s.account = headerValue(hv)
+			s.account, answered = headerValue(hv), true
 			remove = appendOnce(remove, k)
 		case k == "x-envoy-ratelimited":
 			s.rateLimited = true // the ratelimit filter's own 429: nothing was charged
 		case strings.HasPrefix(k, InternalPrefix):
 			remove = appendOnce(remove, k)
 		}
+	}
+	if s.status >= 400 && !answered && !s.rateLimited && !s.sse && !strings.HasPrefix(ct, "application/json") {
+		return s.envoyErrorAsAnthropic(), nil
 	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: remove}
 	if s.requestID != "" {
@@ -76,6 +83,28 @@ func (s *frontStream) ProcessResponseBody(_ context.Context, b *extprocv3.HttpBo
 		}
 	}
 	return continueResponseBody, nil
+}
+
+// envoyErrorAsAnthropic answers an error Envoy made itself, with no
+// backend's answer behind it (a refused or reset connection after the
+// retries, a timeout, a circuit breaker), in Anthropic's error format with
+// the request id, as the SDKs read errors, instead of Envoy's plain text.
+// The request is settled here: nothing reached Anthropic.
+func (s *frontStream) envoyErrorAsAnthropic() *extprocv3.ProcessingResponse {
+	s.observeUpstream()
+	s.settle()
+	var msg string
+	switch s.status {
+	case http.StatusServiceUnavailable:
+		msg = "claude-guardian: the backend could not be reached (connection refused or reset, or too many requests in flight at the gateway); retry later"
+	case http.StatusGatewayTimeout:
+		msg = "claude-guardian: the backend did not answer in time"
+	default:
+		msg = fmt.Sprintf("claude-guardian: the gateway answered %d %s", s.status, http.StatusText(s.status))
+	}
+	resp := errorResponse(s.status, anthropic.ErrorTypeFor(s.status), msg, s.requestID, s.routeHeaders(nil)...)
+	resp.DynamicMetadata = s.correction()
+	return resp
 }
 
 // correction is the metadata that corrects the ratelimit filter's input

@@ -139,3 +139,53 @@ func TestFrontAbandonedStream(t *testing.T) {
 		t.Errorf("input tokens seen before the reset = %v, want 31", got)
 	}
 }
+
+// TestEnvoyErrorsInAnthropicFormat: an error Envoy made itself (no
+// backend answer: a reset after the retries, a timeout) reaches the caller
+// as Anthropic's error JSON with the request id, as SDKs read errors;
+// answers from Anthropic, and the ratelimit filter's own JSON 429, pass
+// unchanged.
+func TestEnvoyErrorsInAnthropicFormat(t *testing.T) {
+	tests := []struct {
+		name     string
+		headers  []string
+		status   int
+		wantType string // "" : passed through
+	}{
+		{"reset after retries", []string{":status", "503", "content-type", "text/plain"}, 503, "overloaded_error"},
+		{"upstream timeout", []string{":status", "504", "content-type", "text/plain"}, 504, "timeout_error"},
+		{"no content type", []string{":status", "502"}, 502, "api_error"},
+		{"Anthropic's own error", []string{":status", "503", "content-type", "text/html", HeaderAccount, "org-a"}, 503, ""},
+		{"JSON error", []string{":status", "500", "content-type", "application/json"}, 500, ""},
+		{"ratelimit filter", []string{":status", "429", "x-envoy-ratelimited", "true", "content-type", "application/json"}, 429, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			s := h.open(t, RoleFront)
+			sendRequest(t, s, helloBody)
+			resp := s.roundTrip(respHeaders(false, tt.headers...))
+			ir := resp.GetImmediateResponse()
+			if tt.wantType == "" {
+				if ir != nil || resp.GetResponseHeaders() == nil {
+					t.Fatalf("want the response passed through, got %v", resp)
+				}
+				return
+			}
+			if ir == nil || int(ir.Status.GetCode()) != tt.status {
+				t.Fatalf("want an immediate %d, got %v", tt.status, resp)
+			}
+			e := decodeError(t, ir)
+			if e.Error.Type != tt.wantType || e.RequestID == "" || !strings.HasPrefix(e.Error.Message, "claude-guardian: ") {
+				t.Errorf("error = %+v", e)
+			}
+			hs := readMutation(ir.GetHeaders())
+			if hs.set["request-id"] != e.RequestID || hs.set["content-type"] != "application/json" {
+				t.Errorf("headers %v", hs.set)
+			}
+			eventually(t, "the request settled as an upstream error", func() bool {
+				return testutil.ToFloat64(h.metrics.requests.WithLabelValues("shop", "messages", OutcomeUpstreamError)) == 1
+			})
+		})
+	}
+}
