@@ -89,7 +89,7 @@ func (s *frontStream) ProcessResponseBody(_ context.Context, b *extprocv3.HttpBo
 // backend's answer behind it (a refused or reset connection after the
 // retries, a timeout, a circuit breaker), in Anthropic's error format with
 // the request id, as the SDKs read errors, instead of Envoy's plain text.
-// The request is settled here: nothing reached Anthropic.
+// The request is settled here, as any answer that is not a 2xx.
 func (s *frontStream) envoyErrorAsAnthropic() *extprocv3.ProcessingResponse {
 	s.observeUpstream()
 	s.settle()
