@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/claude-guardian/claude-guardian/anthropic"
+	"github.com/claude-guardian/claude-guardian/policy"
 )
 
 // ProcessResponseHeaders implements [ResponseHeadersProcessor]: it notes the
@@ -100,9 +101,17 @@ func (s *frontStream) envoyErrorAsAnthropic() *extprocv3.ProcessingResponse {
 	case http.StatusGatewayTimeout:
 		msg = "claude-guardian: the backend did not answer in time"
 	default:
-		msg = fmt.Sprintf("claude-guardian: the gateway answered %d %s", s.status, http.StatusText(s.status))
+		who := "the gateway"
+		if s.decision.Backend == policy.BackendOllama {
+			who = "the gateway or Ollama (an Ollama without /v1/messages answers 404)"
+		}
+		msg = fmt.Sprintf("claude-guardian: %s answered %d %s, not in Anthropic's format", who, s.status, http.StatusText(s.status))
 	}
-	resp := errorResponse(s.status, anthropic.ErrorTypeFor(s.status), msg, s.requestID, s.routeHeaders(nil)...)
+	extra := s.routeHeaders(nil)
+	if s.reservation != nil {
+		extra = append(extra, s.queueWaitHeader())
+	}
+	resp := errorResponse(s.status, anthropic.ErrorTypeFor(s.status), msg, s.requestID, extra...)
 	resp.DynamicMetadata = s.correction()
 	return resp
 }

@@ -358,11 +358,11 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 	}
 	own := len(moved.Leases)
 	moved.Leases = append(moved.Leases, tenant...)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	if record != nil {
 		if err := record(moved); err != nil {
 			moved.Leases = moved.Leases[:own] // the tenant's stays with r
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
 			if rerr := p.Settle(rctx, moved, anthropic.Usage{}, false); rerr != nil {
 				p.log.Log(ctx, breaker.LogLevel(rerr), "refund of a reservation not moved failed", "account", moved.Account.Name, "err", rerr)
 			}
@@ -373,6 +373,8 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 	if len(moved.Leases) > 0 && moved.renew == nil {
 		moved.renew = p.startRenewer(moved.Leases)
 	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	err = p.settle(rctx, r, anthropic.Usage{}, false) // refunds are not cut short by the caller's deadline
 	p.notify()
 	if err != nil {
