@@ -296,7 +296,7 @@ func (p *Pool) Settle(ctx context.Context, r *Reservation, u anthropic.Usage, re
 		return nil
 	}
 	defer p.notify()
-	p.Release(r)
+	p.uncount(r)
 	return p.settle(ctx, r, u, reached)
 }
 
@@ -345,7 +345,7 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 	if err != nil || moved == nil {
 		return nil, wait, err
 	}
-	p.Release(moved)
+	p.uncount(moved) // counted where the request was admitted, not here
 	// The tenant's lease travels with the request (in the ticket record
 	// writes, for whoever settles); the account's does not.
 	var keep, tenant []Lease
@@ -361,11 +361,7 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 	if record != nil {
 		if err := record(moved); err != nil {
 			moved.Leases = moved.Leases[:own] // the tenant's stays with r
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if rerr := p.Settle(rctx, moved, anthropic.Usage{}, false); rerr != nil {
-				p.log.Log(ctx, breaker.LogLevel(rerr), "refund of a reservation not moved failed", "account", moved.Account.Name, "err", rerr)
-			}
+			p.refund(ctx, moved, "refund of a reservation not moved failed")
 			return nil, 0, err
 		}
 	}
@@ -373,27 +369,42 @@ func (p *Pool) Move(ctx context.Context, r *Reservation, model string, record fu
 	if len(moved.Leases) > 0 && moved.renew == nil {
 		moved.renew = p.startRenewer(moved.Leases)
 	}
+	p.refund(ctx, r, "refund of a moved reservation failed")
+	return moved, 0, nil
+}
+
+// refund gives r back whole on a context of its own, so that the caller's
+// deadline does not cut it short, and logs a failure as what.
+func (p *Pool) refund(ctx context.Context, r *Reservation, what string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err = p.settle(rctx, r, anthropic.Usage{}, false) // refunds are not cut short by the caller's deadline
+	err := p.settle(rctx, r, anthropic.Usage{}, false)
 	p.notify()
 	if err != nil {
-		p.log.Log(ctx, breaker.LogLevel(err), "refund of a moved reservation failed", "account", r.Account.Name, "err", err)
+		p.log.Log(ctx, breaker.LogLevel(err), what, "account", r.Account.Name, "err", err)
 	}
-	return moved, 0, nil
 }
 
 // Release ends this replica's count of r in flight, once, without
 // settling it: for a stream that reserved r and whose request was settled
 // through another reservation (moved to another account by a retry).
 func (p *Pool) Release(r *Reservation) {
-	if r == nil {
-		return
-	}
-	if a := r.counted.Swap(nil); a != nil {
-		p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(-1)))
+	if p.uncount(r) {
 		p.notify()
 	}
+}
+
+// uncount ends the count of r in flight, once; it reports whether it did.
+func (p *Pool) uncount(r *Reservation) bool {
+	if r == nil {
+		return false
+	}
+	a := r.counted.Swap(nil)
+	if a == nil {
+		return false
+	}
+	p.metrics.inflight.WithLabelValues(a.Name).Set(float64(a.inflight.Add(-1)))
+	return true
 }
 
 // Changed returns a channel closed the next time capacity may have freed
