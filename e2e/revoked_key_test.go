@@ -37,5 +37,5 @@ func TestRevokedPoolKeyIsRetried(t *testing.T) {
 	if v := metric(t, s, `guardian_key_disabled{account="org-a",key_id="a1"}`); v != 1 {
 		t.Errorf("a1 disabled = %v", v)
 	}
-	waitMetric(t, s, `guardian_account_in_flight{account="org-a"}`, `guardian_account_in_flight{account="org-b"}`, 0)
+	waitMetric(t, s, 0, `guardian_account_in_flight{account="org-a"}`, `guardian_account_in_flight{account="org-b"}`)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/claude-guardian/claude-guardian/envoy/emulator"
 	runstack "github.com/claude-guardian/claude-guardian/internal/stack"
@@ -106,38 +107,56 @@ func startStack(t *testing.T, o stackOpts) *stack {
 // `name{label="value"}`), from guardian's admin listener.
 func metric(t *testing.T, s *stack, series string) float64 {
 	t.Helper()
-	v, ok := readMetric(t, s, series)
+	v, ok := scrape(t, s)[series]
 	if !ok {
 		t.Fatalf("%s not in /metrics", series)
 	}
 	return v
 }
 
-// metricOr is metric, 0 for a series not exported yet.
-func metricOr(t *testing.T, s *stack, series string) float64 {
+// waitMetric waits until the series (0 while not exported yet) sum to
+// want, reading /metrics once per try.
+func waitMetric(t *testing.T, s *stack, want float64, series ...string) {
 	t.Helper()
-	v, _ := readMetric(t, s, series)
-	return v
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, v := scrape(t, s), 0.0
+		for _, name := range series {
+			v += m[name]
+		}
+		if v == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v = %v after 5 s, want %v", series, v, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
-func readMetric(t *testing.T, s *stack, series string) (float64, bool) {
+// scrape reads every sample of guardian's /metrics, by series.
+func scrape(t *testing.T, s *stack) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + s.admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", series, err)
-			}
-			return f, true
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
+			continue
 		}
+		f, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		m[line[:i]] = f
 	}
-	return 0, false
+	return m
 }
 
 // ollamaHandler is the fake Ollama, or nil (a closed port) when it is down.
