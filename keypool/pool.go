@@ -85,9 +85,10 @@ type keyOut struct {
 func (o *keyOut) over(now time.Time) bool { return o.until != 0 && now.UnixNano() >= o.until }
 
 // Rejected keys come back on trial after rejectedFor, doubling with each
-// rejection in a row up to rejectedMax: a key revoked for good costs one
-// attempt (retried with another key) per hour, a rejection Anthropic makes
-// in error does not take the pool down until a restart.
+// rejection in a row up to rejectedMax: a key revoked for good costs, once
+// an hour, the attempts sent on it before its trial's first answer (each
+// retried with another key); a rejection Anthropic makes in error does not
+// take the pool down until a restart.
 const (
 	rejectedFor = time.Minute
 	rejectedMax = time.Hour
@@ -286,7 +287,7 @@ func (p *Pool) ObserveSent(k *Key, c Class, status int, r *anthropic.RateLimitRe
 				"account", a.Name, "key_id", k.ID, "status", status, "period", period.String())
 		}
 	case status >= 200 && status < 300:
-		if o := k.disabled.Load(); o != nil && p.accept(k, sent) {
+		if k.disabled.Load() != nil && p.accept(k, sent) { // (the load spares the lock in service)
 			p.log.Info("pool key back in service: Anthropic accepted it on trial", "account", a.Name, "key_id", k.ID)
 		}
 	}

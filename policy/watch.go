@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/claude-guardian/claude-guardian/internal/dirwatch"
 )
 
 // DefaultDebounce is how long a burst of file events must be quiet before
@@ -40,10 +42,10 @@ type Watcher struct {
 	// (DefaultPoll; negative: never).
 	Poll time.Duration
 
-	watched    string     // the directory watched, symlinks resolved (Run's)
-	mu         sync.Mutex // serialises loads
-	failedRev  string     // last revision that failed, not retried until it changes
-	loadedRevs []string   // for tests: revisions swapped in, in order
+	watch      dirwatch.Dir // Run's
+	mu         sync.Mutex   // serialises loads
+	failedRev  string       // last revision that failed, not retried until it changes
+	loadedRevs []string     // for tests: revisions swapped in, in order
 }
 
 // NewWatcher returns a watcher of dir for e. debounce 0 means
@@ -55,7 +57,7 @@ func NewWatcher(dir string, e *Engine, log *slog.Logger, debounce time.Duration)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{dir: dir, engine: e, log: log, debounce: debounce, Poll: DefaultPoll}
+	return &Watcher{dir: dir, engine: e, log: log, debounce: debounce, Poll: DefaultPoll, watch: dirwatch.Dir{Path: dir}}
 }
 
 // Load compiles the directory (parse, Rego tests, sample inputs) and swaps
@@ -110,7 +112,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("policy: watch: %w", err)
 	}
 	defer fw.Close()
-	if err := w.rewatch(fw); err != nil {
+	if err := w.watch.Rewatch(fw); err != nil {
 		// Being replaced right now, perhaps: the parent's events or the
 		// poll will find it.
 		w.log.Warn("policy watch: directory not watched yet", "err", err)
@@ -129,7 +131,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		poll = t.C
 	}
 	reload := func() {
-		if err := w.rewatch(fw); err != nil {
+		if err := w.watch.Rewatch(fw); err != nil {
 			w.log.Warn("policy watch: directory not watched until it is back", "err", err)
 		}
 		_ = w.Load(ctx) // logged and counted by Load
@@ -158,28 +160,4 @@ func (w *Watcher) Run(ctx context.Context) error {
 			reload()
 		}
 	}
-}
-
-// rewatch watches the directory anew, as it now resolves: a symlink may
-// have been re-pointed, or the directory removed and created again under
-// the same name (its inode number may even be reused). The old watch is
-// removed first, by name: fsnotify forgets a deleted directory's watch by
-// name when the kernel's notice of it arrives, which would drop a new
-// watch of the same name added before that notice; once removed here, the
-// late notice finds nothing to forget. A change made while no watch is in
-// place is read by the Load that follows.
-func (w *Watcher) rewatch(fw *fsnotify.Watcher) error {
-	r, err := filepath.EvalSymlinks(w.dir)
-	if err != nil {
-		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
-	}
-	if w.watched != "" {
-		_ = fw.Remove(w.watched) // gone already, or not: either way not watched now
-	}
-	if err := fw.Add(r); err != nil {
-		w.watched = ""
-		return fmt.Errorf("policy: watch %s: %w", w.dir, err)
-	}
-	w.watched = r
-	return nil
 }

@@ -2,13 +2,16 @@ package rls
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/claude-guardian/claude-guardian/internal/dirwatch"
 	"github.com/claude-guardian/claude-guardian/ratelimit/rlsconfig"
 )
 
@@ -35,9 +38,9 @@ type Watcher struct {
 	// 10s; negative disables.
 	Poll time.Duration
 
-	last     [32]byte
-	loaded   bool
-	resolved string
+	last   [32]byte
+	loaded bool
+	watch  dirwatch.Dir
 	// watching, if set, is called once Run has added its watches (tests).
 	watching func()
 }
@@ -47,7 +50,8 @@ func NewWatcher(dir string, target ConfigSetter, log *slog.Logger, m *Metrics) *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{dir: dir, target: target, log: log, m: m, Debounce: 100 * time.Millisecond, Poll: 10 * time.Second}
+	return &Watcher{dir: dir, target: target, log: log, m: m, Debounce: 100 * time.Millisecond, Poll: 10 * time.Second,
+		watch: dirwatch.Dir{Path: dir}}
 }
 
 // Load reads the directory once and applies it if it is valid and new. Not
@@ -123,25 +127,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// rewatch watches the directory anew, as it now resolves: a symlink may
-// have been re-pointed, or the directory removed and created again under
-// the same name (its inode number may even be reused). The old watch is
-// removed first, by name: fsnotify forgets a deleted directory's watch by
-// name when the kernel's notice of it arrives, which would drop a new
-// watch of the same name added before that notice. A change made while no
-// watch is in place is read by the Load that follows.
+// rewatch watches the directory anew (see dirwatch.Dir.Rewatch); a
+// directory that is missing for now is found by the parent's events or
+// the poll.
 func (w *Watcher) rewatch(fw *fsnotify.Watcher) {
-	r, err := filepath.EvalSymlinks(w.dir)
-	if err != nil {
-		return
+	if err := w.watch.Rewatch(fw); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.log.Warn("rate-limit config: cannot watch", "err", err)
 	}
-	if w.resolved != "" {
-		_ = fw.Remove(w.resolved) // gone already, or not: either way not watched now
-	}
-	w.resolved = ""
-	if err := fw.Add(r); err != nil {
-		w.log.Warn("rate-limit config: cannot watch", "dir", r, "err", err)
-		return
-	}
-	w.resolved = r
 }
